@@ -1,0 +1,117 @@
+"""Settings, read once at the edge (CLI or server) and passed down.
+
+Every field can be set by a ``PROPOSALS_<FIELD>`` environment variable or a ``.env`` file in
+the working directory. The OpenAI / Azure OpenAI credentials also accept their customary
+unprefixed names (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``AZURE_OPENAI_*``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder: ``$XDG_DATA_HOME/proposals`` or ``~/.local/share/proposals``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "proposals"
+
+
+class Settings(BaseSettings):
+    """All configuration of one process. Build it once; pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROPOSALS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Folder for the embedded PostgreSQL cluster, caches and reports."""
+    database_url: str | None = None
+    """PostgreSQL URL (with pgvector). Unset: a private server is started in ``data_dir``."""
+    db_pool_max: int = Field(default=10, ge=2, le=200)
+    """Connections in the async pool."""
+
+    # --- ingestion & retrieval -----------------------------------------------------------
+    embedding_provider: Literal["local", "openai"] = "local"
+    """``local``: sentence-transformers on CPU. ``openai``: the OpenAI embeddings API."""
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    """Model name stored with every vector; one index never mixes models."""
+    embedding_batch_size: int = Field(default=64, ge=1, le=2048)
+    """Texts per embedding call."""
+    chunk_tokens: int = Field(default=400, ge=32, le=8000)
+    """Target chunk size in tokens."""
+    chunk_overlap: int = Field(default=50, ge=0, le=2000)
+    """Tokens repeated between consecutive chunks of one section."""
+
+    # --- LLM provider --------------------------------------------------------------------
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("PROPOSALS_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    """Key for OpenAI or any OpenAI-compatible server."""
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROPOSALS_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    """Base URL of an OpenAI-compatible server (``.../v1``)."""
+    azure_openai_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROPOSALS_AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_ENDPOINT"),
+    )
+    """Azure OpenAI resource endpoint; with it the Azure client is used."""
+    azure_openai_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROPOSALS_AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"),
+    )
+    """Azure OpenAI key."""
+    azure_openai_api_version: str = Field(
+        default="2024-10-21",
+        validation_alias=AliasChoices(
+            "PROPOSALS_AZURE_OPENAI_API_VERSION", "OPENAI_API_VERSION"
+        ),
+    )
+    """Azure OpenAI API version."""
+    llm_model: str = "gpt-4o-mini"
+    """Default chat model (or Azure deployment name) for every node."""
+    context_window: int = Field(default=32_768, ge=1024)
+    """Tokens the model accepts per request, prompt and output together."""
+    output_reserve: int = Field(default=4096, ge=64)
+    """Tokens kept free for the answer when packing a request."""
+    llm_concurrency_min: int = Field(default=4, ge=1)
+    """Floor of the adaptive concurrency limit."""
+    llm_concurrency_max: int = Field(default=256, ge=1)
+    """Ceiling of the adaptive concurrency limit (the HTTP pool is sized above it)."""
+    llm_concurrency_start: int = Field(default=16, ge=1)
+    """Where the adaptive limit starts."""
+    llm_rpm: int | None = None
+    """Requests-per-minute budget (also learned from ``x-ratelimit-*`` headers)."""
+    llm_tpm: int | None = None
+    """Tokens-per-minute budget (also learned from ``x-ratelimit-*`` headers)."""
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    """Deadline of one HTTP call to the provider."""
+    llm_max_retries: int = Field(default=6, ge=0)
+    """Retries of one call after the first attempt (retryable errors only)."""
+    simulator_profile: str = "tier1"
+    """Profile of the offline simulator used when no provider is configured."""
+    prompts_dir: Path | None = None
+    """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def provider_configured(self) -> bool:
+        """True when a real (or user-chosen) endpoint is configured, not the simulator."""
+        return bool(self.openai_api_key or self.openai_base_url or self.azure_openai_endpoint)

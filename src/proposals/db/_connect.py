@@ -1,0 +1,134 @@
+"""Open the database: embedded (pgserver) or by URL, check pgvector, migrate, pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Self
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from ..config import Settings
+from ..errors import DatabaseError
+from ._migrate import migrate
+
+log = logging.getLogger(__name__)
+
+_EMBEDDED_DB = "proposals"
+
+
+def _describe(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable database URL>"
+    host = info.get("host") or "localhost"
+    return f"{info.get('user', '')}@{host}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _start_embedded(pgdata: Path) -> tuple[Any, str]:
+    """Start (or attach to) the private server in ``pgdata``; blocking, run in a thread."""
+    try:
+        import pgserver
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise DatabaseError(
+            "no PROPOSALS_DATABASE_URL is set and the 'pgserver' package is missing"
+        ) from exc
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        exists = server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = '{_EMBEDDED_DB}';"
+        )
+        if "(1 row)" not in exists:
+            server.psql(f"CREATE DATABASE {_EMBEDDED_DB};")
+    except Exception as exc:
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
+            "Set PROPOSALS_DATABASE_URL to use another server."
+        ) from exc
+    return server, server.get_uri(_EMBEDDED_DB)
+
+
+async def _configure(conn: psycopg.AsyncConnection) -> None:
+    await register_vector_async(conn)
+
+
+class Database:
+    """A connection pool to the project's PostgreSQL, migrated and ready.
+
+    Use :func:`open_database` (or ``async with Database.open(settings)``) to get one.
+    """
+
+    def __init__(self, url: str, pool: AsyncConnectionPool, server: Any = None) -> None:
+        self.url = url
+        self.pool = pool
+        self._server = server
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process started (or attached to) the private server."""
+        return self._server is not None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Self:
+        server = None
+        url = settings.database_url
+        if not url:
+            server, url = await asyncio.to_thread(_start_embedded, settings.data_dir / "pg")
+        await _prepare(url)
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=settings.db_pool_max,
+            open=False,
+            configure=_configure,
+            timeout=30,
+            name="proposals",
+        )
+        try:
+            await pool.open(wait=True, timeout=30)
+        except Exception as exc:
+            raise DatabaseError(f"could not open a pool to {_describe(url)}: {exc}") from exc
+        return cls(url, pool, server)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def _prepare(url: str) -> None:
+    """Connect once: fail clearly if unreachable or without pgvector, then migrate."""
+    where = _describe(url)
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL at {where}: {str(exc).strip()}. "
+            "Check PROPOSALS_DATABASE_URL, or unset it to use the embedded server."
+        ) from exc
+    async with conn:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"PostgreSQL at {where} lacks the pgvector extension ({str(exc).strip()}). "
+                "Install pgvector on that server, or unset PROPOSALS_DATABASE_URL to use "
+                "the embedded server that bundles it."
+            ) from exc
+        await migrate(conn)
+
+
+async def open_database(settings: Settings) -> Database:
+    """Open (starting if needed), check and migrate the database named by ``settings``."""
+    return await Database.open(settings)

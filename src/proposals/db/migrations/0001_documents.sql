@@ -1,0 +1,2 @@
+-- placeholder, replaced by the ingest work: documents and chunks
+SELECT 1;

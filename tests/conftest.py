@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated environment and one embedded PostgreSQL for the whole session.
+
+Each test that asks for ``database`` gets a fresh, migrated database on that server, dropped
+afterwards, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from proposals.config import Settings
+from proposals.db import Database
+
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TIKTOKEN_CACHE_DIR", "PYTHONPATH",
+         "VIRTUAL_ENV", "XDG_RUNTIME_DIR")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No developer's PROPOSALS_* / OPENAI_* / AZURE_* variables leak into a test."""
+    for key in list(os.environ):
+        if key.startswith(("PROPOSALS_", "OPENAI_", "AZURE_OPENAI_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.chdir(os.environ.get("PROPOSALS_TEST_CWD", os.getcwd()))
+    yield
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One private PostgreSQL 16 + pgvector (pgserver) for the session."""
+    import pgserver
+
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield server
+    server.cleanup()
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def database_url(pg_server: object) -> Iterator[str]:
+    """URL of a brand-new empty database on the session server (dropped afterwards)."""
+    name = f"t{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    pg_server.psql(f"CREATE DATABASE {name};")  # type: ignore[attr-defined]
+    yield pg_server.get_uri(name)  # type: ignore[attr-defined]
+    with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:  # type: ignore[attr-defined]
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings pointing at a fresh database and a private data folder."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """A fresh database, migrated, with an open pool."""
+    db = await Database.open(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
