@@ -1,0 +1,323 @@
+"""Deterministic output built from the prompt's own text.
+
+Everything here is a pure function of the request body and the seed: the same request gives
+the same answer whatever the attempt, the timing or the faults around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ..tokens import count_tokens
+
+__all__ = [
+    "Material",
+    "generate_content",
+    "material_for",
+    "message_text",
+    "prompt_tokens",
+    "request_key",
+    "request_rng",
+]
+
+_CHUNK_ID = re.compile(r"\[#(\d+)\]")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_SPACES = re.compile(r"\s+")
+_SHORT_FIELD = (
+    "title", "name", "label", "headline", "theme", "country", "profile", "segment",
+    "code", "type", "category", "kind", "tag", "channel", "id",
+)
+_FALLBACK = "The simulator found no sentence in the prompt to draw from."
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_REPLY = 3
+# Keys that change how an answer is delivered, not what it is.
+_DELIVERY_KEYS = ("stream", "stream_options", "max_tokens", "max_completion_tokens", "user")
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    """What the prompt offers to build an answer from."""
+
+    sentences: tuple[str, ...]
+    phrases: tuple[str, ...]
+    chunk_ids: tuple[int, ...]
+
+
+def message_text(content: Any) -> str:
+    """The text of one message's ``content`` (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return str(content)
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens as OpenAI bills them: contents plus a few per message."""
+    total = _TOKENS_PER_REPLY
+    for message in messages:
+        total += _TOKENS_PER_MESSAGE + count_tokens(message_text(message.get("content")))
+        name = message.get("name")
+        if isinstance(name, str):
+            total += 1 + count_tokens(name)
+    return total
+
+
+_material_cache: OrderedDict[bytes, Material] = OrderedDict()
+_MATERIAL_CACHE_SIZE = 512
+
+
+def material_for(messages: list[dict[str, Any]]) -> Material:
+    """Sentences, short phrases and chunk ids of the prompt (cached by the prompt's hash)."""
+    text = "\n".join(message_text(m.get("content")) for m in messages)
+    key = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
+    hit = _material_cache.get(key)
+    if hit is not None:
+        _material_cache.move_to_end(key)
+        return hit
+    material = _extract(text)
+    _material_cache[key] = material
+    if len(_material_cache) > _MATERIAL_CACHE_SIZE:
+        _material_cache.popitem(last=False)
+    return material
+
+
+def _extract(text: str) -> Material:
+    ids = tuple(dict.fromkeys(int(m) for m in _CHUNK_ID.findall(text)))
+    clean = _CHUNK_ID.sub(" ", text)
+    sentences: list[str] = []
+    seen: set[str] = set()
+    for raw in _SENTENCE_SPLIT.split(clean):
+        words = _SPACES.sub(" ", raw).strip(" -*#>|\t").split(" ")
+        if len(words) < 4:
+            continue
+        sentence = " ".join(words[:40])
+        if sentence not in seen:
+            seen.add(sentence)
+            sentences.append(sentence)
+    if not sentences:
+        sentences = [_FALLBACK]
+    phrases = tuple(
+        dict.fromkeys(" ".join(s.split(" ")[: 3 + (i % 5)]).rstrip(".,;:!?") for i, s in
+                      enumerate(sentences))
+    )
+    return Material(tuple(sentences), phrases, ids)
+
+
+def request_key(body: dict[str, Any], seed: int) -> bytes:
+    """A digest of the seed and the request body, delivery keys (stream, max_tokens) aside."""
+    canonical = {k: v for k, v in body.items() if k not in _DELIVERY_KEYS}
+    blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.blake2b(f"{seed}\x00{blob}".encode("utf-8", "replace"),
+                           digest_size=16).digest()
+
+
+def request_rng(key: bytes) -> random.Random:
+    """The random generator of one request, seeded by its :func:`request_key`."""
+    return random.Random(int.from_bytes(key, "big"))
+
+
+def generate_content(
+    body: dict[str, Any], material: Material, rng: random.Random, *, list_mean: float,
+    nested_list_mean: float, citations_mean: float, text_sentences: float,
+) -> str:
+    """The assistant message content for ``body`` (JSON text or plain text)."""
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    gen = _Generator(material, rng, list_mean, nested_list_mean, citations_mean)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") or {"type": "object"}
+        value = gen.value(schema, schema, name="", depth=0, nested=False)
+        return json.dumps(value, ensure_ascii=False)
+    if kind == "json_object":
+        value = {
+            "answer": gen.sentences(max(1, round(text_sentences / 2))),
+            "citations": gen.citations(None, 0, None),
+        }
+        return json.dumps(value, ensure_ascii=False)
+    count = max(1, _around(rng, text_sentences))
+    return gen.sentences(count, join="\n\n" if count > 3 else " ")
+
+
+def _around(rng: random.Random, mean: float) -> int:
+    """A small count spread around ``mean`` (rounded normal, sd ~ sqrt(mean), never < 0)."""
+    if mean <= 0:
+        return 0
+    return max(0, round(rng.gauss(mean, math.sqrt(mean) * 0.7)))
+
+
+class _Generator:
+    """Walks a JSON schema and produces a value valid against it."""
+
+    def __init__(self, material: Material, rng: random.Random, list_mean: float,
+                 nested_list_mean: float, citations_mean: float) -> None:
+        self.m = material
+        self.rng = rng
+        self.list_mean = list_mean
+        self.nested_list_mean = nested_list_mean
+        self.citations_mean = citations_mean
+        self._cursor = rng.randrange(len(material.sentences))
+
+    # -- text ---------------------------------------------------------------------------
+    def _next_sentence(self) -> str:
+        # Walk the prompt's sentences from a random start, so siblings differ and follow
+        # the prompt's order.
+        self._cursor = (self._cursor + 1 + self.rng.randrange(3)) % len(self.m.sentences)
+        return self.m.sentences[self._cursor]
+
+    def sentences(self, count: int, join: str = " ") -> str:
+        picked = dict.fromkeys(self._next_sentence() for _ in range(count))
+        return join.join(picked)
+
+    def phrase(self) -> str:
+        return self.rng.choice(self.m.phrases)
+
+    def string(self, schema: dict[str, Any], name: str) -> str:
+        lowered = name.lower()
+        if any(word in lowered for word in _SHORT_FIELD):
+            text = self.phrase()
+        else:
+            text = self.sentences(1 + (self.rng.random() < 0.4))
+        max_len = schema.get("maxLength")
+        if isinstance(max_len, int) and len(text) > max_len:
+            text = text[:max_len]
+        min_len = schema.get("minLength")
+        if isinstance(min_len, int) and len(text) < min_len:
+            text = (text + " " + self.sentences(max(1, min_len // 20 + 1)))[: max(min_len, 1)]
+            text = text.ljust(min_len, ".")
+        return text
+
+    # -- numbers ------------------------------------------------------------------------
+    def number(self, schema: dict[str, Any], integer: bool) -> int | float:
+        lo = schema.get("minimum")
+        hi = schema.get("maximum")
+        if isinstance(schema.get("exclusiveMinimum"), int | float):
+            lo = schema["exclusiveMinimum"] + (1 if integer else 1e-6)
+        if isinstance(schema.get("exclusiveMaximum"), int | float):
+            hi = schema["exclusiveMaximum"] - (1 if integer else 1e-6)
+        if lo is None and hi is None:
+            lo, hi = (1, 10) if integer else (0.0, 1.0)
+        elif lo is None:
+            lo = hi - (10 if integer else 1.0)
+        elif hi is None:
+            hi = lo + (10 if integer else 1.0)
+        if integer:
+            low, high = math.ceil(lo), math.floor(hi)
+            return self.rng.randint(low, max(low, high))
+        return round(self.rng.uniform(lo, hi), 3) if hi > lo else lo
+
+    # -- arrays -------------------------------------------------------------------------
+    def citations(self, item_schema: dict[str, Any] | None, min_items: int,
+                  max_items: int | None) -> list[Any]:
+        ids = self.m.chunk_ids
+        want = max(min_items, 1 if ids else 0, _around(self.rng, self.citations_mean))
+        if max_items is not None:
+            want = min(want, max_items)
+        want = min(want, len(ids)) if len(ids) >= min_items else want
+        if ids and want <= len(ids):
+            chosen = sorted(self.rng.sample(range(len(ids)), want))
+            picked = [ids[i] for i in chosen]
+        else:
+            picked = list(ids) + [self.rng.randint(1, 10_000) for _ in range(want - len(ids))]
+        item_type = (item_schema or {}).get("type", "integer")
+        if item_type == "string":
+            return [str(i) for i in picked]
+        return picked
+
+    def array(self, schema: dict[str, Any], root: dict[str, Any], name: str, depth: int,
+              nested: bool) -> list[Any]:
+        items = schema.get("items") or {}
+        resolved_items = self.resolve(items, root)
+        min_items = int(schema.get("minItems") or 0)
+        max_items = schema.get("maxItems")
+        lowered = name.lower()
+        if ("citation" in lowered or "chunk" in lowered) and resolved_items.get("type") in (
+            "integer", "string", "number", None,
+        ):
+            return self.citations(resolved_items, min_items, max_items)
+        mean = self.nested_list_mean if nested else self.list_mean
+        count = max(min_items, _around(self.rng, mean), 1 if mean > 0 else 0)
+        if max_items is not None:
+            count = min(count, int(max_items))
+        if depth > 6:
+            count = min_items
+        singular = name[:-1] if name.endswith("s") else name
+        values = [self.value(items, root, name=singular, depth=depth + 1, nested=True)
+                  for _ in range(count)]
+        if schema.get("uniqueItems"):
+            values = list({json.dumps(v, sort_keys=True): v for v in values}.values())
+        return values
+
+    # -- dispatch -----------------------------------------------------------------------
+    def resolve(self, schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+        seen = 0
+        while isinstance(schema, dict) and "$ref" in schema and seen < 32:
+            ref = schema["$ref"]
+            target: Any = root
+            if ref.startswith("#"):
+                for part in ref.lstrip("#").split("/"):
+                    if part:
+                        target = target.get(part.replace("~1", "/").replace("~0", "~"), {})
+            extra = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**target, **extra} if extra else target
+            seen += 1
+        return schema if isinstance(schema, dict) else {}
+
+    def value(self, schema: dict[str, Any], root: dict[str, Any], *, name: str, depth: int,
+              nested: bool) -> Any:
+        schema = self.resolve(schema, root)
+        if "const" in schema:
+            return schema["const"]
+        if schema.get("enum"):
+            return self.rng.choice(schema["enum"])
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = [self.resolve(o, root) for o in schema[key]]
+                non_null = [o for o in options if o.get("type") != "null"]
+                if not non_null or (len(non_null) < len(options) and self.rng.random() < 0.1):
+                    return None
+                return self.value(self.rng.choice(non_null), root, name=name, depth=depth,
+                                  nested=nested)
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(self.resolve(part, root))
+            return self.value(merged, root, name=name, depth=depth, nested=nested)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            choices = [k for k in kind if k != "null"] or ["null"]
+            kind = choices[0]
+        if kind is None:
+            kind = "object" if "properties" in schema else "array" if "items" in schema else (
+                "string")
+        if kind == "object":
+            props = schema.get("properties") or {}
+            return {key: self.value(sub, root, name=key, depth=depth + 1, nested=nested)
+                    for key, sub in props.items()}
+        if kind == "array":
+            return self.array(schema, root, name, depth, nested)
+        if kind == "string":
+            return self.string(schema, name)
+        if kind == "integer":
+            return self.number(schema, integer=True)
+        if kind == "number":
+            return self.number(schema, integer=False)
+        if kind == "boolean":
+            return self.rng.random() < 0.5
+        return None

@@ -1,0 +1,465 @@
+"""The simulator's HTTP/1.1 server: asyncio streams and h11, so connections, resets and
+stalls are under our control (a framework would hide exactly what we need to misbehave)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import random
+import socket
+import struct
+import time
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+
+from ..tokens import count_tokens, truncate_to_tokens
+from ._generate import generate_content, material_for, prompt_tokens, request_key, request_rng
+from ._limits import RateLimiter, SimStats
+from ._profiles import SimulatorProfile
+
+__all__ = ["Simulator"]
+
+_JSON = (b"content-type", b"application/json")
+_LABEL = (b"x-simulator", b"proposals")
+_OUTPUT_CACHE_SIZE = 2048
+_READ_SIZE = 65536
+_PIECE_WORDS = 4
+_MIN_SLEEP_S = 0.005
+
+
+def _error_body(message: str, type_: str, *, param: str | None = None,
+                code: str | None = None) -> bytes:
+    return json.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    ).encode()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close the connection with a TCP RST (SO_LINGER 0), as an overloaded peer does."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class _Closed(Exception):
+    """The peer went away, or we dropped the connection on purpose."""
+
+
+class Simulator:
+    """One running simulated provider. Build it with :func:`run_simulator`.
+
+    ``base_url`` is the OpenAI-style base (``http://HOST:PORT/v1``); ``stats()`` returns the
+    same dict as ``GET /sim/stats``.
+    """
+
+    def __init__(self, profile: SimulatorProfile, *, host: str = "127.0.0.1", port: int = 0,
+                 seed: int = 0) -> None:
+        self.profile = profile
+        self.host = host
+        self.seed = seed
+        self._port = port
+        self._stats = SimStats()
+        self._limiter = self._new_limiter()
+        self._faults = random.Random(seed * 7919 + 17)
+        self._outputs: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._request_ids = itertools.count(1)
+
+    def _new_limiter(self) -> RateLimiter:
+        p = self.profile
+        return RateLimiter(p.rpm, p.tpm, time_scale=p.time_scale, burst_s=p.burst_s)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen on the configured host and port (0: a free port)."""
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, self._port, backlog=4096, reuse_address=True
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every open connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """Base URL for OpenAI clients: ``http://HOST:PORT/v1``."""
+        return f"http://{self.host}:{self._port}/v1"
+
+    @property
+    def endpoint(self) -> str:
+        """Root URL, used as ``azure_endpoint`` for Azure OpenAI clients."""
+        return f"http://{self.host}:{self._port}"
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start or the last :meth:`reset` (as ``GET /sim/stats``)."""
+        return {
+            "simulator": "proposals",
+            "simulated": True,
+            "profile": self.profile.name,
+            "seed": self.seed,
+            **self._stats.as_dict(),
+        }
+
+    def reset(self) -> None:
+        """Zero the counters and refill the rate buckets."""
+        self._stats.reset()
+        self._limiter = self._new_limiter()
+
+    # -- connections ----------------------------------------------------------------------
+    async def _on_connect(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            cap = self.profile.max_connections
+            if cap is not None and self._stats.connections >= cap:
+                self._stats.rejects["connection_refused"] += 1
+                _reset(writer)
+                return
+            self._stats.connection_opened()
+            try:
+                await self._serve(reader, writer)
+            except (_Closed, ConnectionError, h11.ProtocolError):
+                pass
+            except asyncio.CancelledError:
+                # Only stop() cancels these tasks; end quietly so asyncio's stream callback
+                # does not log the cancellation as an error.
+                _reset(writer)
+            finally:
+                self._stats.connections -= 1
+                if not writer.transport.is_closing():
+                    writer.close()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request: h11.Request | None = None
+            body: list[bytes] = []
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(_READ_SIZE))
+                elif isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:  # ConnectionClosed or PAUSED
+                    return
+            assert request is not None
+            await self._dispatch(conn, reader, writer, request, b"".join(body))
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+
+    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                    body: bytes, headers: list[tuple[bytes, bytes]] | None = None, *,
+                    count: bool = True) -> None:
+        if count:  # only chat completions are counted; /sim/* and /models are not
+            self._stats.count_status(status)
+        all_headers = [_JSON, (b"content-length", str(len(body)).encode()), *self._headers()]
+        if headers:
+            all_headers.extend(headers)
+        writer.write(conn.send(h11.Response(status_code=status, headers=all_headers)))
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            _LABEL,
+            (b"x-request-id", f"req_sim_{next(self._request_ids)}".encode()),
+            *self._limiter.headers(),
+        ]
+
+    # -- routing --------------------------------------------------------------------------
+    async def _dispatch(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, request: h11.Request,
+                        body: bytes) -> None:
+        method = request.method.decode()
+        path = unquote(request.target.decode("latin-1").partition("?")[0]).rstrip("/")
+        parts = [p for p in path.split("/") if p]
+        if method == "POST" and parts[-2:] == ["chat", "completions"]:
+            deployment = None
+            if len(parts) == 5 and parts[:2] == ["openai", "deployments"]:
+                deployment = parts[2]
+            elif parts[:-2] not in ([], ["v1"], ["openai"], ["openai", "v1"]):
+                return await self._not_found(conn, writer, path)
+            self._stats.request_started()
+            try:
+                await self._chat(conn, reader, writer, body, deployment)
+            finally:
+                self._stats.in_flight -= 1
+            return None
+        if method == "GET" and parts in (["v1", "models"], ["models"], ["openai", "models"]):
+            return await self._send(conn, writer, 200, self._models_body(), count=False)
+        if method == "GET" and parts == ["sim", "stats"]:
+            return await self._send(conn, writer, 200, json.dumps(self.stats()).encode(),
+                                    count=False)
+        if method == "POST" and parts == ["sim", "reset"]:
+            self.reset()
+            return await self._send(conn, writer, 200, json.dumps(self.stats()).encode(),
+                                    count=False)
+        return await self._not_found(conn, writer, path)
+
+    async def _not_found(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                         path: str) -> None:
+        body = _error_body(f"Invalid URL ({path}) on the simulator", "invalid_request_error")
+        await self._send(conn, writer, 404, body, count=False)
+
+    def _models_body(self) -> bytes:
+        owner = f"proposals-simulator ({self.profile.name}, simulated)"
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": owner}
+                for m in self.profile.models]
+        return json.dumps({"object": "list", "data": data, "simulated": True}).encode()
+
+    # -- chat completions -----------------------------------------------------------------
+    async def _chat(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter, raw: bytes, deployment: str | None) -> None:
+        stats = self._stats
+        profile = self.profile
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise TypeError("messages must be a list of objects")
+        except (ValueError, KeyError, TypeError) as exc:
+            stats.rejects["bad_request"] += 1
+            return await self._send(conn, writer, 400, _error_body(
+                f"Invalid request body: {exc}", "invalid_request_error", param="messages"))
+        model = deployment or str(body.get("model") or profile.models[0])
+        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
+        max_out = int(max_out) if isinstance(max_out, int | float) and max_out > 0 else None
+        p_tokens = prompt_tokens(messages)
+
+        window = profile.window_for(model)
+        if p_tokens + (max_out or 0) > window:
+            stats.rejects["context_length"] += 1
+            if max_out:
+                detail = (f"However, you requested {p_tokens + max_out} tokens ({p_tokens} in "
+                          f"the messages, {max_out} in the completion). Please reduce the "
+                          "length of the messages or completion.")
+            else:
+                detail = (f"However, your messages resulted in {p_tokens} tokens. Please "
+                          "reduce the length of the messages.")
+            message = f"This model's maximum context length is {window} tokens. {detail}"
+            return await self._send(conn, writer, 400, _error_body(
+                message, "invalid_request_error", param="messages",
+                code="context_length_exceeded"))
+
+        cause, wait = self._limiter.try_acquire(p_tokens + (max_out or 0))
+        if cause is not None:
+            return await self._rate_limited(conn, writer, cause, wait)
+
+        roll = self._faults.random()
+        for fault in ("fault_500", "fault_503"):
+            rate = getattr(profile, fault)
+            if roll < rate:
+                stats.rejects[fault] += 1
+                status = 500 if fault == "fault_500" else 503
+                text = ("The server had an error while processing your request. Sorry about "
+                        "that! (simulated fault)" if status == 500 else
+                        "The engine is currently overloaded, please try again later. "
+                        "(simulated fault)")
+                return await self._send(conn, writer, status, _error_body(text, "server_error"))
+            roll -= rate
+        reset_now = roll < profile.fault_reset
+        roll -= profile.fault_reset
+        if not reset_now and roll < profile.fault_stall:
+            stats.rejects["fault_stall"] += 1
+            await self._stall(reader, writer)
+            raise _Closed
+
+        key = request_key(body, self.seed)
+        content, full_tokens = self._output(key, body, messages)
+        finish = "stop"
+        c_tokens = full_tokens
+        if max_out is not None and full_tokens > max_out:
+            content = truncate_to_tokens(content, max_out)
+            c_tokens = count_tokens(content)
+            finish = "length"
+        if max_out is None:
+            self._limiter.charge_tokens(c_tokens)
+        usage = {
+            "prompt_tokens": p_tokens,
+            "completion_tokens": c_tokens,
+            "total_tokens": p_tokens + c_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            },
+        }
+        meta = {
+            "id": f"chatcmpl-sim{key.hex()[:24]}",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_proposals_simulator",
+        }
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            await self._stream(conn, writer, meta, content, finish, usage,
+                               bool(options.get("include_usage")), reset_now)
+            stats.streamed += 1
+        else:
+            result = {
+                **meta,
+                "object": "chat.completion",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None,
+                                "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }],
+                "usage": usage,
+                "service_tier": "default",
+            }
+            await asyncio.sleep(profile.latency_s(c_tokens))
+            payload = json.dumps(result, ensure_ascii=False).encode()
+            if reset_now:
+                await self._reset_mid_response(conn, writer, payload)
+            await self._send(conn, writer, 200, payload)
+        stats.completed += 1
+        stats.prompt_tokens += p_tokens
+        stats.completion_tokens += c_tokens
+
+    def _output(self, key: bytes, body: dict[str, Any],
+                messages: list[dict[str, Any]]) -> tuple[str, int]:
+        """The full (untruncated) answer and its token count, cached for retries."""
+        hit = self._outputs.get(key)
+        if hit is not None:
+            self._outputs.move_to_end(key)
+            return hit
+        p = self.profile
+        content = generate_content(
+            body, material_for(messages), request_rng(key), list_mean=p.list_mean,
+            nested_list_mean=p.nested_list_mean, citations_mean=p.citations_mean,
+            text_sentences=p.text_sentences,
+        )
+        result = (content, count_tokens(content))
+        self._outputs[key] = result
+        if len(self._outputs) > _OUTPUT_CACHE_SIZE:
+            self._outputs.popitem(last=False)
+        return result
+
+    async def _rate_limited(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                            cause: str, wait: float) -> None:
+        self._stats.rejects[cause] += 1
+        p = self.profile
+        if cause == "rate_limit_rpm":
+            kind, unit, limit = "requests", "requests per min (RPM)", p.rpm
+        else:
+            kind, unit, limit = "tokens", "tokens per min (TPM)", p.tpm
+        message = (f"Rate limit reached for {p.name} (simulated) on {unit}: Limit {limit}. "
+                   f"Please try again in {wait:.3f}s.")
+        headers = [(b"retry-after-ms", str(max(1, math.ceil(wait * 1000))).encode()),
+                   (b"retry-after", str(max(1, math.ceil(wait))).encode())]
+        await self._send(conn, writer, 429,
+                         _error_body(message, kind, code="rate_limit_exceeded"), headers)
+
+    async def _stall(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Hang without answering until ``stall_s`` passes or the client gives up."""
+        deadline = time.monotonic() + self.profile.stall_s
+        while time.monotonic() < deadline:
+            if reader.at_eof() or reader.exception() is not None or (
+                writer.transport.is_closing()
+            ):
+                break
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        _reset(writer)
+
+    async def _reset_mid_response(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                                  payload: bytes) -> None:
+        """Send the headers and part of the body, then RST."""
+        self._stats.rejects["fault_reset"] += 1
+        headers = [_JSON, (b"content-length", str(len(payload)).encode()), *self._headers()]
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        writer.write(conn.send(h11.Data(data=payload[: len(payload) // 2])))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        _reset(writer)
+        raise _Closed
+
+    async def _stream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                      meta: dict[str, Any], content: str, finish: str, usage: dict[str, Any],
+                      include_usage: bool, reset_now: bool) -> None:
+        """Server-sent events in OpenAI's chunk format, paced by the latency model."""
+        p = self.profile
+        self._stats.count_status(200)
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                   (b"cache-control", b"no-cache"), *self._headers()]
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        await writer.drain()
+        base = {**meta, "object": "chat.completion.chunk"}
+        extra = {"usage": None} if include_usage else {}
+
+        def event(delta: dict[str, Any], reason: str | None) -> bytes:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                          "finish_reason": reason}], **extra}
+            return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+        await asyncio.sleep(p.ttft_s * p.time_scale)
+        writer.write(conn.send(h11.Data(data=event(
+            {"role": "assistant", "content": "", "refusal": None}, None))))
+        words = content.split(" ")
+        pieces = [" ".join(words[i:i + _PIECE_WORDS]) + (" " if i + _PIECE_WORDS < len(words)
+                                                          else "")
+                  for i in range(0, len(words), _PIECE_WORDS)]
+        per_char = (p.per_token_s * p.time_scale * usage["completion_tokens"]
+                    / max(1, len(content)))
+        owed = 0.0
+        for index, piece in enumerate(pieces):
+            if reset_now and index == min(2, len(pieces) - 1):
+                self._stats.rejects["fault_reset"] += 1
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                _reset(writer)
+                raise _Closed
+            writer.write(conn.send(h11.Data(data=event({"content": piece}, None))))
+            owed += per_char * len(piece)
+            if owed >= _MIN_SLEEP_S:
+                await writer.drain()
+                await asyncio.sleep(owed)
+                owed = 0.0
+        if reset_now:  # content too short to cut inside: cut before the end instead
+            self._stats.rejects["fault_reset"] += 1
+            _reset(writer)
+            raise _Closed
+        writer.write(conn.send(h11.Data(data=event({}, finish))))
+        if include_usage:
+            last = {**base, "choices": [], "usage": usage}
+            writer.write(conn.send(h11.Data(
+                data=b"data: " + json.dumps(last).encode() + b"\n\n")))
+        writer.write(conn.send(h11.Data(data=b"data: [DONE]\n\n")))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
