@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import Literal
 
 import httpx
+import openai
+import pytest
 from openai import AsyncOpenAI
+from openai.lib._parsing._completions import type_to_response_format_param
 from pydantic import BaseModel, Field
 
+from proposals.errors import InputError
 from proposals.simulator import (
+    PROFILES,
+    SimulatorProcess,
+    get_profile,
     run_simulator,
+    serve_in_thread,
 )
 from proposals.tokens import count_tokens
 
@@ -163,3 +172,222 @@ async def test_models_list_is_labelled_simulated() -> None:
     async with run_simulator("tier1") as sim:
         models = await client_for(sim.base_url).models.list()
         assert models.data and all("simulated" in m.owned_by for m in models.data)
+
+
+async def test_streaming_reassembles_to_the_same_content() -> None:
+    async with run_simulator("unlimited") as sim:
+        client = client_for(sim.base_url)
+        kwargs = {"model": "m", "messages": MESSAGES,
+                  "response_format": type_to_response_format_param(Ideas)}
+        plain = await client.chat.completions.create(**kwargs)
+        stream = await client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True})
+        pieces, usage, finish = [], None, None
+        async for chunk in stream:
+            if chunk.choices:
+                pieces.append(chunk.choices[0].delta.content or "")
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage:
+                usage = chunk.usage
+        assert len(pieces) > 3
+        assert "".join(pieces) == plain.choices[0].message.content
+        assert finish == "stop"
+        assert usage is not None and plain.usage is not None
+        assert usage.completion_tokens == plain.usage.completion_tokens
+        assert sim.stats()["streamed"] == 1
+        async with httpx.AsyncClient() as http:
+            raw = await http.post(sim.base_url + "/chat/completions",
+                                  json={"model": "m", "messages": MESSAGES, "stream": True})
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        assert raw.text.rstrip().endswith("data: [DONE]")
+
+
+async def test_context_length_exceeded_has_openai_shape() -> None:
+    async with run_simulator("unlimited", context_window=300) as sim:
+        client = client_for(sim.base_url)
+        big = [{"role": "user", "content": EVIDENCE * 10}]
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="m", messages=big)
+        error = info.value.body
+        assert isinstance(error, dict)
+        assert error["code"] == "context_length_exceeded"
+        assert error["type"] == "invalid_request_error"
+        assert error["param"] == "messages"
+        assert error["message"].startswith("This model's maximum context length is 300 tokens")
+        # prompt alone fits, prompt + requested completion does not
+        with pytest.raises(openai.BadRequestError, match="in the completion"):
+            await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=250)
+        ok = await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=50)
+        assert ok.usage is not None and ok.usage.prompt_tokens + 50 <= 300
+        assert sim.stats()["rejects"]["context_length"] == 2
+
+
+async def test_rpm_limit_answers_429_with_retry_headers() -> None:
+    # 60 RPM with a 10 s burst: a bucket of 10 requests refilled at one per second
+    async with run_simulator("unlimited", rpm=60, burst_s=10) as sim, httpx.AsyncClient() as http:
+        body = {"model": "m", "messages": MESSAGES}
+        responses = [await http.post(sim.base_url + "/chat/completions", json=body)
+                     for _ in range(13)]
+        codes = [r.status_code for r in responses]
+        assert codes == [200] * 10 + [429] * 3
+        first_ok, limited = responses[0], responses[-1]
+        assert first_ok.headers["x-ratelimit-limit-requests"] == "60"
+        assert first_ok.headers["x-ratelimit-remaining-requests"] == "9"
+        assert "x-ratelimit-reset-requests" in first_ok.headers
+        assert 0 < int(limited.headers["retry-after-ms"]) <= 1000
+        assert limited.headers["retry-after"] == "1"
+        assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+        assert limited.headers["x-simulator"] == "proposals"
+        stats = sim.stats()
+        assert stats["rejects"]["rate_limit_rpm"] == 3 and stats["completed"] == 10
+        # honouring retry-after-ms gets the next request through
+        await asyncio.sleep(int(limited.headers["retry-after-ms"]) / 1000)
+        again = await http.post(sim.base_url + "/chat/completions", json=body)
+        assert again.status_code == 200
+
+
+async def test_tpm_limit_counts_prompt_and_max_tokens() -> None:
+    async with run_simulator("unlimited", tpm=6000, burst_s=10) as sim:  # bucket of 1000
+        client = client_for(sim.base_url)
+        await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=700)
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=700)
+        assert info.value.response.headers["x-ratelimit-limit-tokens"] == "6000"
+        assert sim.stats()["rejects"]["rate_limit_tpm"] == 1
+
+
+async def test_connection_cap_resets_connections_beyond_it() -> None:
+    async with run_simulator("unlimited", max_connections=3) as sim:
+        request = (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        held = []
+        for _ in range(3):  # three keep-alive connections that stay open
+            reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+            writer.write(request)
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            held.append(writer)
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        writer.write(request)
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        stats = sim.stats()
+        assert stats["rejects"]["connection_refused"] == 1
+        assert stats["connections"] == 3 and stats["peak_connections"] == 3
+        # a naive client firing many requests at once meets connection errors
+        client = client_for(sim.base_url)
+        results = await asyncio.gather(
+            *[client.chat.completions.create(model="m", messages=MESSAGES) for _ in range(10)],
+            return_exceptions=True)
+        assert all(isinstance(r, openai.APIConnectionError) for r in results)
+        for w in held:
+            w.close()
+        await asyncio.sleep(0.05)
+        ok = await client.chat.completions.create(model="m", messages=MESSAGES)
+        assert ok.choices[0].message.content
+        await client.close()
+
+
+async def test_faults_are_injected_and_counted() -> None:
+    rates = {"fault_500": 0.2, "fault_503": 0.2, "fault_reset": 0.2}
+    seen = {"500": 0, "503": 0, "reset": 0, "ok": 0}
+    async with run_simulator("unlimited", seed=3, **rates) as sim:
+        for i in range(60):
+            body = {"model": "m", "messages": MESSAGES, "stream": i % 2 == 0}
+            async with httpx.AsyncClient(timeout=5) as http:
+                try:
+                    response = await http.post(sim.base_url + "/chat/completions", json=body)
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    seen["reset"] += 1
+                    continue
+            if response.status_code == 200:
+                seen["ok"] += 1
+            else:
+                seen[str(response.status_code)] += 1
+                assert response.json()["error"]["type"] == "server_error"
+        stats = sim.stats()
+    assert all(seen[k] > 0 for k in seen), seen
+    assert stats["rejects"]["fault_500"] == seen["500"]
+    assert stats["rejects"]["fault_503"] == seen["503"]
+    assert stats["rejects"]["fault_reset"] == seen["reset"]
+    assert stats["completed"] == seen["ok"] and stats["requests"] == 60
+
+
+async def test_stall_outlasts_the_client_timeout() -> None:
+    async with run_simulator("unlimited", fault_stall=1.0, stall_s=30) as sim:
+        client = AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(openai.APITimeoutError):
+            await client.chat.completions.create(model="m", messages=MESSAGES)
+        assert time.monotonic() - started < 5
+        await client.close()
+        assert sim.stats()["rejects"]["fault_stall"] == 1
+        for _ in range(50):  # the server notices the client left and frees the connection
+            if sim.stats()["connections"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert sim.stats()["connections"] == 0
+
+
+async def test_latency_model_scales_and_does_not_serialise() -> None:
+    async with run_simulator("unlimited", ttft_s=2.0, per_token_s=0.01, time_scale=0.1) as sim:
+        client = client_for(sim.base_url)
+        started = time.monotonic()
+        results = await asyncio.gather(*[
+            client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=20)
+            for _ in range(40)
+        ])
+        elapsed = time.monotonic() - started
+        expected = sim.profile.latency_s(20)  # (2.0 + 0.2) * 0.1
+        assert all(r.usage.completion_tokens == 20 for r in results)  # type: ignore[union-attr]
+        assert expected <= elapsed < expected + 1.5
+        assert sim.stats()["peak_in_flight"] >= 20
+
+
+async def test_azure_style_deployment_path() -> None:
+    async with run_simulator("unlimited") as sim:
+        client = openai.AsyncAzureOpenAI(azure_endpoint=sim.endpoint, api_key="sim",
+                                         api_version="2024-10-21", max_retries=0)
+        result = await client.chat.completions.parse(
+            model="my-deployment", messages=MESSAGES, response_format=Ideas)
+        assert result.model == "my-deployment"
+        assert isinstance(result.choices[0].message.parsed, Ideas)
+        await client.close()
+
+
+def test_profiles_and_theoretical_rps() -> None:
+    assert set(PROFILES) >= {"tier1", "tier2", "flaky", "unlimited"}
+    tier1 = get_profile("tier1")
+    # 2000 prompt + 500 output tokens: TPM allows 2e6/60/2500 = 13.3/s, RPM 33.3/s,
+    # 100 connections / (0.6 + 500 * 0.015) s = 12.3/s -> connections bind
+    assert tier1.theoretical_rps(2000, 500) == pytest.approx(100 / 8.1)
+    assert tier1.theoretical_rps(20_000, 10) == pytest.approx(2e6 / 60 / 20_010)
+    fast = get_profile("tier1", time_scale=0.01)
+    assert fast.theoretical_rps(2000, 500) == pytest.approx(100 * tier1.theoretical_rps(2000, 500))
+    assert get_profile("unlimited").theoretical_rps(1000, 1000) == float("inf")
+    assert get_profile("tier2").theoretical_rps(2000, 500) > tier1.theoretical_rps(2000, 500)
+    assert get_profile("flaky").fault_500 > 0 and get_profile("flaky").rpm == tier1.rpm
+    assert get_profile("tier1", rpm=600, max_connections=50).rpm == 600
+    with pytest.raises(InputError):
+        get_profile("tier9")
+    with pytest.raises(InputError):
+        get_profile("tier1", no_such_field=1)
+
+
+def test_serve_in_thread_for_synchronous_code() -> None:
+    with serve_in_thread("unlimited") as sim:
+        client = openai.OpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
+        result = client.chat.completions.create(model="m", messages=MESSAGES)
+        assert result.choices[0].message.content
+        assert sim.stats()["completed"] == 1
+
+
+def test_simulator_process_serves_and_reports_stats() -> None:
+    with SimulatorProcess("tier1", time_scale=0.01, rpm=120) as sim:
+        response = httpx.post(sim.base_url + "/chat/completions",
+                              json={"model": "m", "messages": MESSAGES}, timeout=10)
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit-requests"] == "120"
+        stats = sim.stats()
+        assert stats["profile"] == "tier1" and stats["completed"] == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(sim.base_url + "/models", timeout=2)
