@@ -1,0 +1,126 @@
+"""``proposals ingest``, ``proposals search`` and ``proposals docs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..config import Settings
+from ..db import Database
+from ..embeddings import embedder_from_settings
+from ..ingest import DOC_TYPES, IngestProgress, ingest
+from ..store import Store
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ingest, search and docs sub-commands."""
+    p = subparsers.add_parser(
+        "ingest",
+        help="load files and folders into the corpus",
+        description="Load, split, embed and store documents. Unchanged files are skipped. "
+        "Country and type come from these flags, else the file's front matter, else the "
+        "folder convention <root>/<CC>/<doc_type>/file (or <root>/global/...).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    p.add_argument("--country", help="ISO 3166-1 alpha-2 code for every file, or 'global'")
+    p.add_argument("--type", dest="doc_type", choices=DOC_TYPES, help="document type for every file")
+    p.add_argument("--prune", action="store_true",
+                   help="remove stored documents under PATH whose file no longer exists")
+    p.add_argument("--reset-index", action="store_true",
+                   help="delete the whole index first (needed to switch embedding models)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_ingest)
+
+    s = subparsers.add_parser("search", help="search the corpus (hybrid: vectors + full text)")
+    s.add_argument("query")
+    s.add_argument("--country", help="this country's documents plus the global ones")
+    s.add_argument("--type", dest="doc_types", action="append", choices=DOC_TYPES,
+                   help="document type (repeatable)")
+    s.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    s.add_argument("--mode", choices=("hybrid", "vector", "text"), default="hybrid")
+    s.add_argument("--json", action="store_true", help="print hits as JSON")
+    s.set_defaults(handler=_search)
+
+    d = subparsers.add_parser("docs", help="list ingested documents with their chunk counts")
+    d.add_argument("--json", action="store_true", help="print as JSON")
+    d.set_defaults(handler=_docs)
+
+
+async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    show_bar = not args.json and console.is_terminal
+    bar = Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.description}"),
+                   console=console, disable=not show_bar, transient=True)
+    task = bar.add_task("", total=None)
+
+    def on_progress(event: IngestProgress) -> None:
+        name = event.path.rsplit("/", 1)[-1]
+        bar.update(task, completed=event.done, total=event.total,
+                   description=f"{event.status} {name}")
+
+    async with await Database.open(settings) as db:
+        with bar:
+            report = await ingest(
+                args.paths, database=db, embedder=embedder_from_settings(settings),
+                country=args.country, doc_type=args.doc_type, prune=args.prune,
+                reset_index=args.reset_index, chunk_tokens=settings.chunk_tokens,
+                chunk_overlap=settings.chunk_overlap, progress=on_progress,
+            )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        rate = report.chunks_written / report.seconds if report.seconds else 0.0
+        print(
+            f"added {len(report.added)}, updated {len(report.updated)}, relabelled "
+            f"{len(report.relabelled)}, unchanged {len(report.unchanged)}, removed "
+            f"{len(report.removed)}, failed {len(report.failed)}, ignored {len(report.ignored)}; "
+            f"{report.chunks_written} chunks in {report.seconds:.1f}s ({rate:.1f} chunks/s)"
+        )
+        for failure in report.failed:
+            print(f"  FAILED {failure.path}: {failure.reason}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+async def _search(args: argparse.Namespace, settings: Settings) -> int:
+    async with await Database.open(settings) as db:
+        store = Store(db, embedder_from_settings(settings))
+        hits = await store.search(args.query, args.k, country=args.country,
+                                  doc_types=args.doc_types, mode=args.mode)
+    if args.json:
+        print(json.dumps([h.model_dump() for h in hits], indent=2))
+        return 0
+    if not hits:
+        print("no results")
+    for n, hit in enumerate(hits, start=1):
+        text = " ".join(hit.text.split())
+        print(f"{n:>2}. {hit.citation.describe()}  score={hit.score:.4f}")
+        print(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+    return 0
+
+
+async def _docs(args: argparse.Namespace, settings: Settings) -> int:
+    async with await Database.open(settings) as db:
+        store = Store(db)
+        docs = await store.list_documents()
+        info = await store.index_info()
+    if args.json:
+        print(json.dumps({
+            "embedding_model": info.embedding_model if info else None,
+            "documents": [d.model_dump(mode="json") for d in docs],
+        }, indent=2))
+        return 0
+    if info:
+        print(f"index: {info.embedding_model} ({info.embedding_dim} dims)")
+    for d in docs:
+        print(f"{d.id:>5}  {d.country or '--'}  {d.doc_type:<19} {d.chunks:>4} chunks  "
+              f"{d.title}  {d.path}")
+    print(f"{len(docs)} documents, {sum(d.chunks for d in docs)} chunks")
+    return 0

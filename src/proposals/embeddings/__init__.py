@@ -1,0 +1,40 @@
+"""Embedding backends behind one interface.
+
+``Embedder`` is the protocol; ``LocalEmbedder`` runs sentence-transformers on the CPU (the
+default, offline) and ``OpenAIEmbedder`` calls an OpenAI-compatible ``/embeddings`` endpoint.
+``embedder_from_settings`` builds the one the settings name.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import ConfigError
+from ._base import Embedder
+from ._local import LocalEmbedder
+from ._openai import OpenAIEmbedder
+
+__all__ = ["Embedder", "LocalEmbedder", "OpenAIEmbedder", "embedder_from_settings"]
+
+_LOCAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def embedder_from_settings(settings: Settings) -> Embedder:
+    """The embedder named by ``settings.embedding_provider`` and ``settings.embedding_model``.
+
+    With the ``openai`` provider and the model left at its local default, OpenAI's
+    ``text-embedding-3-small`` is used.
+    """
+    if settings.embedding_provider == "local":
+        return LocalEmbedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
+    if settings.embedding_provider == "openai":
+        model = settings.embedding_model
+        if model == _LOCAL_DEFAULT:
+            model = "text-embedding-3-small"
+        return OpenAIEmbedder(
+            model,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            batch_size=settings.embedding_batch_size,
+            timeout_s=settings.llm_timeout_s,
+        )
+    raise ConfigError(f"unknown embedding provider {settings.embedding_provider!r}")

@@ -1,0 +1,42 @@
+"""Ingestion: load files (PDF, DOCX, HTML, Markdown, text, JSON), split them by tokens along
+their headings and paragraphs, embed the chunks and store them, idempotently.
+
+Metadata precedence for a document's country and type: arguments (CLI flags) > the file's own
+metadata (Markdown front matter, JSON top-level keys, HTML ``<meta name=...>``) > the folder
+convention ``<root>/<CC>/<doc_type>/file`` or ``<root>/global/<doc_type>/file`` > defaults
+(no country, ``other``). See ``examples/corpus/README.md``.
+"""
+
+from ._countries import COUNTRY_CODES, normalize_country
+from ._loaders import SUPPORTED_SUFFIXES, load_file
+from ._model import (
+    DOC_TYPES,
+    Block,
+    Chunk,
+    DocType,
+    IngestFailure,
+    IngestReport,
+    LoadedDocument,
+    normalize_doc_type,
+)
+from ._pipeline import IngestProgress, ingest, source_files
+from ._splitter import split_blocks
+
+__all__ = [
+    "COUNTRY_CODES",
+    "DOC_TYPES",
+    "SUPPORTED_SUFFIXES",
+    "Block",
+    "Chunk",
+    "DocType",
+    "IngestFailure",
+    "IngestProgress",
+    "IngestReport",
+    "LoadedDocument",
+    "ingest",
+    "load_file",
+    "normalize_country",
+    "normalize_doc_type",
+    "source_files",
+    "split_blocks",
+]
