@@ -1,0 +1,114 @@
+"""Configuration of one gateway (one endpoint)."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..config import Settings
+from ._usage import ModelPrice
+
+__all__ = ["GatewayConfig"]
+
+
+class GatewayConfig(BaseModel):
+    """Everything an :class:`LLMGateway` needs to know about its endpoint and its limits.
+
+    Build it with :meth:`from_settings` at the edge; override fields for tests or benchmarks.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- endpoint ---------------------------------------------------------------------------
+    model: str = "gpt-4o-mini"
+    """Default model (Azure: deployment name) when a call names none."""
+    base_url: str | None = None
+    """OpenAI-compatible base URL (``.../v1``); ``None``: api.openai.com."""
+    api_key: str | None = None
+    """Key for ``base_url``. A local server without auth may leave it unset."""
+    azure_endpoint: str | None = None
+    """Azure OpenAI resource endpoint; when set the Azure client is used."""
+    azure_api_key: str | None = None
+    azure_api_version: str = "2024-10-21"
+    simulated: bool = False
+    """The endpoint is the offline simulator (reported as such in stats)."""
+
+    # --- concurrency ------------------------------------------------------------------------
+    concurrency_min: int = Field(default=4, ge=1)
+    """Floor of the adaptive limit."""
+    concurrency_max: int = Field(default=256, ge=1)
+    """Ceiling of the adaptive limit."""
+    concurrency_start: int = Field(default=16, ge=1)
+    """Initial limit."""
+    decrease_factor: float = Field(default=0.7, gt=0, lt=1)
+    """Multiplier applied to the limit on 429 / refused or reset connection / timeout."""
+    decrease_cooldown_s: float = Field(default=0.0, ge=0)
+    """Least time between two cuts (on top of the one-cut-per-window rule)."""
+    ceiling_margin: float = Field(default=0.95, gt=0, le=1)
+    """Share of a learned connection ceiling the limit regrows to quickly."""
+    pool_margin: int = Field(default=16, ge=0)
+    """HTTP connections beyond ``concurrency_max`` in the pool."""
+
+    # --- rate budgets -----------------------------------------------------------------------
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per minute (``None``: unknown until learned from headers)."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens per minute (``None``: unknown until learned from headers)."""
+    learn_rate_limits: bool = True
+    """Learn limits and remaining budget from ``x-ratelimit-*`` headers."""
+    rate_window_s: float = Field(default=60.0, gt=0)
+    """Wall seconds of the provider's "minute" for configured limits (60 unless simulated
+    with time compression; learned refill rates do not depend on it)."""
+    rate_burst_s: float = Field(default=10.0, gt=0)
+    """Seconds' worth of a configured limit that may be spent at once."""
+
+    # --- deadlines and retries --------------------------------------------------------------
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Deadline of one HTTP attempt."""
+    max_retries: int = Field(default=6, ge=0)
+    """Retries after the first attempt, for retryable errors only."""
+    backoff_base_s: float = Field(default=0.25, gt=0)
+    """First backoff step; doubles per retry (jittered), unless the provider says when."""
+    backoff_max_s: float = Field(default=8.0, gt=0)
+    max_retry_after_s: float = Field(default=120.0, gt=0)
+    """Longest ``retry-after`` honoured."""
+
+    # --- accounting -------------------------------------------------------------------------
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Price overrides and additions (USD per 1M tokens), merged over the defaults."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.concurrency_min > self.concurrency_max:
+            raise ValueError("concurrency_min must not exceed concurrency_max")
+        return self
+
+    @property
+    def is_azure(self) -> bool:
+        return self.azure_endpoint is not None
+
+    @property
+    def start_limit(self) -> int:
+        return min(max(self.concurrency_start, self.concurrency_min), self.concurrency_max)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayConfig:
+        """The gateway configuration named by ``settings``, with ``overrides`` applied."""
+        values: dict[str, Any] = {
+            "model": settings.llm_model,
+            "base_url": settings.openai_base_url,
+            "api_key": settings.openai_api_key,
+            "azure_endpoint": settings.azure_openai_endpoint,
+            "azure_api_key": settings.azure_openai_api_key,
+            "azure_api_version": settings.azure_openai_api_version,
+            "concurrency_min": settings.llm_concurrency_min,
+            "concurrency_max": settings.llm_concurrency_max,
+            "concurrency_start": settings.llm_concurrency_start,
+            "rpm": settings.llm_rpm,
+            "tpm": settings.llm_tpm,
+            "timeout_s": settings.llm_timeout_s,
+            "max_retries": settings.llm_max_retries,
+        }
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,201 @@
+"""Adaptive concurrency limit (AIMD): the one place the gateway bounds calls in flight.
+
+The limit starts at ``start`` and stays within ``[minimum, maximum]``.
+
+* **Slow start.** Until the provider first pushes back, every successful call that found the
+  limit in use raises it by one, so it doubles about once per round trip.
+* **Multiplicative decrease.** A 429, a refused or reset connection or a timeout multiplies
+  the limit by ``decrease_factor``, at most once per window: a failure of a call that started
+  before the last cut (or within ``cooldown_s`` of it) is the same congestion episode and
+  does not cut again.
+* **Learned ceiling.** A refused/reset connection or a timeout is a *capacity* signal: the
+  calls that failed were admitted at a known position (the number in flight when they
+  started). The lowest such position, minus one and times ``ceiling_margin``, becomes a
+  ceiling. Below it the limit regrows quickly (+1 per success); above it only by slow
+  probing (+1 per ``probe_windows`` limits' worth of successes), so the provider is not
+  pushed over its cap again and again. A 429 cuts but teaches no ceiling (it is about rate,
+  which the rate budget paces).
+* **Additive increase.** With no known ceiling, +1 per limit's worth of successes.
+
+Only successes of calls that found the limit saturated grow it: a limit nobody uses tells
+nothing about the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+__all__ = ["AdaptiveLimiter", "LimiterTicket"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterTicket:
+    """A slot held by one call: when and at which position it was admitted."""
+
+    generation: int
+    """Number of cuts made before this call started."""
+    position: int
+    """Calls in flight right after this one was admitted (itself included)."""
+    saturated: bool
+    """The limit was fully used (or calls were waiting) when this call was admitted."""
+    started_at: float
+
+
+class AdaptiveLimiter:
+    """AIMD concurrency limiter with a learned ceiling. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        minimum: int = 1,
+        maximum: int = 256,
+        start: int = 16,
+        decrease_factor: float = 0.7,
+        cooldown_s: float = 0.0,
+        ceiling_margin: float = 0.95,
+        probe_windows: float = 8.0,
+        slow_start: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if minimum < 1 or maximum < minimum:
+            raise ValueError("need 1 <= minimum <= maximum")
+        if not 0.0 < decrease_factor < 1.0:
+            raise ValueError("decrease_factor must be between 0 and 1")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.decrease_factor = decrease_factor
+        self.cooldown_s = cooldown_s
+        self.ceiling_margin = ceiling_margin
+        self.probe_windows = probe_windows
+        self._clock = clock
+        self._limit = float(min(max(start, minimum), maximum))
+        self._slow_start = slow_start
+        self._ceiling: int | None = None
+        self._in_flight = 0
+        self._peak = 0
+        self._peak_since_cut = 0
+        self._generation = 0
+        self._last_cut_at = -math.inf
+        self._waiters: collections.deque[asyncio.Future[LimiterTicket]] = collections.deque()
+
+    # --- observation ------------------------------------------------------------------------
+    @property
+    def limit(self) -> int:
+        """Calls allowed in flight right now."""
+        return int(self._limit)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """Most calls ever in flight at once."""
+        return self._peak
+
+    @property
+    def peak_since_first_cut(self) -> int:
+        """Most calls in flight at once after the first cut (0 before any cut)."""
+        return self._peak_since_cut if self._generation else 0
+
+    @property
+    def cuts(self) -> int:
+        """Multiplicative decreases made so far."""
+        return self._generation
+
+    @property
+    def ceiling(self) -> int | None:
+        """The learned capacity ceiling, if a capacity signal was seen."""
+        return self._ceiling
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    # --- admission --------------------------------------------------------------------------
+    def _admit(self) -> LimiterTicket:
+        saturated = bool(self._waiters) or self._in_flight + 1 >= self.limit
+        self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
+        if self._generation:
+            self._peak_since_cut = max(self._peak_since_cut, self._in_flight)
+        return LimiterTicket(self._generation, self._in_flight, saturated, self._clock())
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(self._admit())
+
+    async def acquire(self) -> LimiterTicket:
+        """Wait for a slot (FIFO) and take it."""
+        if not self._waiters and self._in_flight < self.limit:
+            return self._admit()
+        fut: asyncio.Future[LimiterTicket] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # Granted at the moment we were cancelled: hand the slot on.
+                self._in_flight -= 1
+                self._wake()
+            else:
+                with suppress(ValueError):
+                    self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (without feedback; see :meth:`on_success`/:meth:`on_overload`)."""
+        self._in_flight -= 1
+        self._wake()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[LimiterTicket]:
+        """``async with limiter.slot() as ticket:`` hold one slot for the body."""
+        ticket = await self.acquire()
+        try:
+            yield ticket
+        finally:
+            self.release()
+
+    # --- feedback ---------------------------------------------------------------------------
+    def on_success(self, ticket: LimiterTicket) -> None:
+        """A call admitted with ``ticket`` succeeded: grow the limit if it was in use."""
+        if not ticket.saturated:
+            return
+        limit = self._limit
+        if self._slow_start or (self._ceiling is not None and limit + 1 <= self._ceiling):
+            limit += 1.0
+        elif self._ceiling is not None:
+            limit += 1.0 / (limit * self.probe_windows)
+        else:
+            limit += 1.0 / limit
+        self._limit = min(limit, float(self.maximum))
+        self._wake()
+
+    def on_overload(self, ticket: LimiterTicket, *, capacity: bool) -> bool:
+        """The provider pushed back on the call with ``ticket``; cut once per window.
+
+        ``capacity`` marks a capacity signal (refused/reset connection, timeout), which also
+        teaches the ceiling. Returns True when the limit was cut.
+        """
+        if capacity:
+            cap = max(self.minimum, math.floor((ticket.position - 1) * self.ceiling_margin))
+            if self._ceiling is None or cap < self._ceiling:
+                self._ceiling = cap
+        now = self._clock()
+        if ticket.generation != self._generation or now - self._last_cut_at < self.cooldown_s:
+            return False
+        self._slow_start = False
+        self._limit = max(float(self.minimum), self._limit * self.decrease_factor)
+        self._generation += 1
+        self._last_cut_at = now
+        self._peak_since_cut = self._in_flight
+        return True

@@ -1,0 +1,266 @@
+"""Requests-per-minute and tokens-per-minute budgets, configured or learned from headers.
+
+Each budget is a token bucket. A call takes one request and its estimated tokens before it
+starts (waiting, in arrival order, until both are available); the token estimate is corrected
+with what the provider really charged afterwards.
+
+A configured limit ``L`` per minute refills at ``L / window_s`` per second (``window_s`` is 60
+for a real provider; less for a time-compressed simulator) and holds ``burst_s`` seconds'
+worth. Response headers teach the rest:
+
+* ``x-ratelimit-limit-*`` sets the limit (a configured one stays an upper bound);
+* ``x-ratelimit-remaining-*`` pulls the local level down to what the provider says is left;
+* ``x-ratelimit-remaining-*`` with ``x-ratelimit-reset-*`` (time until the provider's bucket is
+  full again) satisfy ``remaining + rate * reset = capacity`` for the provider's own bucket;
+  a least-squares fit over recent responses gives its true refill rate and capacity, so pacing
+  follows the provider without knowing how long its "minute" is.
+
+A 429's ``retry-after`` pauses every call, not only the one refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+__all__ = ["RateBudget", "parse_duration"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_FIT_POINTS = 64
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds in an OpenAI reset header (``"6m0s"``, ``"20ms"``, ``"1.5s"``, ``"2"``)."""
+    if value is None:
+        return None
+    text = value.strip().replace(" ", "")
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+class _Bucket:
+    """One budget (requests or tokens)."""
+
+    def __init__(
+        self, configured: float | None, window_s: float, burst_s: float, now: float
+    ) -> None:
+        self.configured = configured
+        self.learned: float | None = None
+        self.window_s = window_s
+        self.burst_s = burst_s
+        self.fit_rate: float | None = None
+        self.fit_capacity: float | None = None
+        self.points: collections.deque[tuple[float, float]] = collections.deque(maxlen=_FIT_POINTS)
+        self.stamp = now
+        self.level = self.capacity if self.active else 0.0
+
+    @property
+    def per_minute(self) -> float | None:
+        values = [v for v in (self.configured, self.learned) if v]
+        return min(values) if values else None
+
+    @property
+    def active(self) -> bool:
+        return self.per_minute is not None
+
+    @property
+    def rate(self) -> float:
+        """Refill per second."""
+        per_minute = self.per_minute
+        if per_minute is None:
+            return math.inf
+        nominal = per_minute / self.window_s
+        if self.fit_rate is None:
+            return nominal
+        # The fit reflects the provider's real clock; a configured limit still bounds it.
+        if self.configured and self.configured <= (self.learned or math.inf):
+            return min(self.fit_rate, self.configured / self.window_s)
+        return self.fit_rate
+
+    @property
+    def capacity(self) -> float:
+        per_minute = self.per_minute
+        if per_minute is None:
+            return math.inf
+        if self.fit_capacity is not None:
+            return max(1.0, self.fit_capacity)
+        return max(1.0, per_minute * self.burst_s / self.window_s)
+
+    def refill(self, now: float) -> None:
+        if self.active:
+            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` is available (0 when it is, or when unlimited)."""
+        if not self.active:
+            return 0.0
+        need = min(amount, self.capacity) - self.level
+        return 0.0 if need <= 0 else need / self.rate
+
+    def take(self, amount: float) -> None:
+        if self.active:
+            self.level -= min(amount, self.capacity)
+
+    def observe(
+        self, limit: float | None, remaining: float | None, reset_s: float | None, now: float
+    ) -> None:
+        if limit is None or limit <= 0:
+            return
+        self.refill(now)
+        was_active = self.active
+        self.learned = limit
+        if not was_active:
+            self.level = self.capacity
+        if remaining is None:
+            self.level = min(self.level, self.capacity)
+            return
+        if reset_s is not None:
+            self.points.append((remaining, reset_s))
+            self._fit(limit)
+        self.level = min(self.level, self.capacity, remaining)
+
+    def _fit(self, limit: float) -> None:
+        """Least squares of ``remaining = capacity - rate * reset`` over recent responses."""
+        points = [p for p in self.points if p[0] > 0 and p[1] > 0]  # 0 may be clipped debt
+        if len(points) < 4:
+            return
+        xs = [p[1] for p in points]
+        ys = [p[0] for p in points]
+        spread = max(ys) - min(ys)
+        if spread < max(2.0, 0.02 * limit):
+            return
+        mx = sum(xs) / len(xs)
+        my = sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx <= 0:
+            return
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        rate = -slope
+        capacity = my + rate * mx
+        if rate > 0 and capacity >= 1:
+            self.fit_rate = rate
+            self.fit_capacity = capacity
+
+
+class RateBudget:
+    """RPM/TPM pacing shared by every call of one gateway. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        learn: bool = True,
+        window_s: float = 60.0,
+        burst_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        now = clock()
+        self._requests = _Bucket(float(rpm) if rpm else None, window_s, burst_s, now)
+        self._tokens = _Bucket(float(tpm) if tpm else None, window_s, burst_s, now)
+        self._learn = learn
+        self._clock = clock
+        self._sleep = sleep
+        self._paused_until = -math.inf
+        self._lock = asyncio.Lock()
+        self.waited_s = 0.0
+        """Total seconds calls spent waiting for budget (summed over calls)."""
+
+    @property
+    def rpm(self) -> int | None:
+        """The requests-per-minute limit in force (configured and/or learned)."""
+        value = self._requests.per_minute
+        return None if value is None else int(value)
+
+    @property
+    def tpm(self) -> int | None:
+        """The tokens-per-minute limit in force (configured and/or learned)."""
+        value = self._tokens.per_minute
+        return None if value is None else int(value)
+
+    def describe(self) -> dict[str, float | None]:
+        """Limits, fitted refill rates (per second) and capacities, for stats."""
+        out: dict[str, float | None] = {}
+        for name, bucket in (("requests", self._requests), ("tokens", self._tokens)):
+            out[f"{name}_per_minute"] = bucket.per_minute
+            out[f"{name}_per_s"] = bucket.rate if bucket.active else None
+            out[f"{name}_capacity"] = bucket.capacity if bucket.active else None
+        return out
+
+    def _delay(self, now: float, tokens: int) -> float:
+        self._requests.refill(now)
+        self._tokens.refill(now)
+        return max(
+            self._paused_until - now, self._requests.wait_for(1), self._tokens.wait_for(tokens)
+        )
+
+    async def acquire(self, tokens: int) -> float:
+        """Take one request and ``tokens`` tokens, waiting for them; returns seconds waited."""
+        if (
+            not self._requests.active
+            and not self._tokens.active
+            and (self._paused_until <= self._clock())
+        ):
+            return 0.0
+        waited = 0.0
+        async with self._lock:
+            while True:
+                delay = self._delay(self._clock(), tokens)
+                if delay <= 0:
+                    break
+                await self._sleep(delay)
+                waited += delay
+            self._requests.take(1)
+            self._tokens.take(tokens)
+        self.waited_s += waited
+        return waited
+
+    def correct(self, estimated: int, charged: int) -> None:
+        """Replace a call's token estimate by what the provider charged for it."""
+        if self._tokens.active and estimated != charged:
+            self._tokens.refill(self._clock())
+            self._tokens.level = min(
+                self._tokens.capacity, self._tokens.level + estimated - charged
+            )
+
+    def pause(self, seconds: float) -> None:
+        """No call starts for ``seconds`` (the provider said so with ``retry-after``)."""
+        self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn limits and remaining budget from ``x-ratelimit-*`` response headers."""
+        if not self._learn:
+            return
+        now = self._clock()
+        for bucket, kind in ((self._requests, "requests"), (self._tokens, "tokens")):
+            bucket.observe(
+                _number(headers, f"x-ratelimit-limit-{kind}"),
+                _number(headers, f"x-ratelimit-remaining-{kind}"),
+                parse_duration(headers.get(f"x-ratelimit-reset-{kind}")),
+                now,
+            )

@@ -1,0 +1,212 @@
+"""Usage, prices and budgets: what calls cost, and the limits checked before each one.
+
+Prices are USD per one million tokens. A model missing from the table (including the
+simulator's) is priced like ``gpt-4o-mini`` and flagged ``priced_as`` so reports say so.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BudgetExceeded
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "FALLBACK_PRICE_MODEL",
+    "Budget",
+    "CallTags",
+    "ModelPrice",
+    "PriceTable",
+    "Usage",
+    "UsageLedger",
+    "UsageTotals",
+]
+
+
+class ModelPrice(BaseModel):
+    """USD per one million input and output tokens of one model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+
+
+FALLBACK_PRICE_MODEL = "gpt-4o-mini"
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input_per_1m=0.15, output_per_1m=0.60),
+    "gpt-4o": ModelPrice(input_per_1m=2.50, output_per_1m=10.00),
+    "gpt-4.1": ModelPrice(input_per_1m=2.00, output_per_1m=8.00),
+    "gpt-4.1-mini": ModelPrice(input_per_1m=0.40, output_per_1m=1.60),
+    "gpt-4.1-nano": ModelPrice(input_per_1m=0.10, output_per_1m=0.40),
+    "gpt-4-turbo": ModelPrice(input_per_1m=10.00, output_per_1m=30.00),
+    "gpt-3.5-turbo": ModelPrice(input_per_1m=0.50, output_per_1m=1.50),
+    "o3-mini": ModelPrice(input_per_1m=1.10, output_per_1m=4.40),
+    "o4-mini": ModelPrice(input_per_1m=1.10, output_per_1m=4.40),
+}
+"""Defaults; pass ``GatewayConfig(prices=...)`` to override or add models."""
+
+
+class PriceTable:
+    """Looks up a model's price; longest known prefix wins (``gpt-4o-2024-08-06`` → gpt-4o)."""
+
+    def __init__(self, prices: dict[str, ModelPrice] | None = None) -> None:
+        self._prices = dict(DEFAULT_PRICES)
+        self._prices.update(prices or {})
+
+    def lookup(self, model: str) -> tuple[ModelPrice, str | None]:
+        """The price of ``model`` and, when it is unknown, the model it was priced as."""
+        if model in self._prices:
+            return self._prices[model], None
+        for name in sorted(self._prices, key=len, reverse=True):
+            if model.startswith(name + "-"):
+                return self._prices[name], None
+        fallback = self._prices.get(FALLBACK_PRICE_MODEL, DEFAULT_PRICES[FALLBACK_PRICE_MODEL])
+        return fallback, FALLBACK_PRICE_MODEL
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price, _ = self.lookup(model)
+        return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
+
+
+class Usage(BaseModel):
+    """Tokens and cost of one call (both attempts when a repair was needed)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    """Cost at the price table's rates (0 for a cache hit: no provider usage)."""
+    cached: bool = False
+    """Served from the response cache; the token counts are those of the original call."""
+    estimated: bool = False
+    """The provider reported no usage; counts come from the local token counter."""
+    priced_as: str | None = None
+    """Set when the model was unknown and priced like this one."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class CallTags:
+    """Who made a call: accounting and event routing key."""
+
+    run_id: str | None = None
+    node: str | None = None
+
+
+class UsageTotals(BaseModel):
+    """Summed usage of many calls."""
+
+    calls: int = 0
+    """Calls answered by the provider."""
+    cached_calls: int = 0
+    """Calls answered from the cache (no provider usage)."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, usage: Usage) -> None:
+        if usage.cached:
+            self.cached_calls += 1
+            return
+        self.calls += 1
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cost_usd += usage.cost_usd
+
+    def merge(self, other: UsageTotals) -> None:
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+
+
+class UsageLedger:
+    """Provider usage summed per (run, node), in memory."""
+
+    def __init__(self) -> None:
+        self._by_tag: dict[CallTags, UsageTotals] = defaultdict(UsageTotals)
+
+    def add(self, tags: CallTags, usage: Usage) -> None:
+        self._by_tag[tags].add(usage)
+
+    def totals(self, run_id: str | None = None, node: str | None = None) -> UsageTotals:
+        """Sum over every tag matching ``run_id`` and ``node`` (``None`` matches all)."""
+        out = UsageTotals()
+        for tags, item in self._by_tag.items():
+            if (run_id is None or tags.run_id == run_id) and (node is None or tags.node == node):
+                out.merge(item)
+        return out
+
+    def by_node(self, run_id: str) -> dict[str, UsageTotals]:
+        """Totals of one run per node (``""`` for calls without a node)."""
+        out: dict[str, UsageTotals] = {}
+        for tags, item in self._by_tag.items():
+            if tags.run_id == run_id:
+                out.setdefault(tags.node or "", UsageTotals()).merge(item)
+        return out
+
+
+class Budget:
+    """Token and cost limits for a set of calls (e.g. one run): checked before, updated after.
+
+    Calls in flight hold a reservation of their estimate, so concurrent calls cannot together
+    overshoot the limit by more than the estimates' error. Share one instance across the calls
+    it should bound.
+    """
+
+    def __init__(self, max_tokens: int | None = None, max_cost: float | None = None) -> None:
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        self.used_tokens = 0
+        self.used_cost = 0.0
+        self._reserved_tokens = 0
+        self._reserved_cost = 0.0
+
+    def reserve(self, tokens: int, cost: float) -> None:
+        """Check that a call of about ``tokens``/``cost`` fits, and hold that much.
+
+        Raises :class:`proposals.errors.BudgetExceeded` when it does not.
+        """
+        if self.max_tokens is not None:
+            planned = self.used_tokens + self._reserved_tokens + tokens
+            if planned > self.max_tokens:
+                raise BudgetExceeded(
+                    f"token budget of {self.max_tokens} reached: {self.used_tokens} used, "
+                    f"{self._reserved_tokens} in flight, next call needs about {tokens}"
+                )
+        if self.max_cost is not None:
+            planned_cost = self.used_cost + self._reserved_cost + cost
+            if planned_cost > self.max_cost:
+                raise BudgetExceeded(
+                    f"cost budget of ${self.max_cost:.4f} reached: ${self.used_cost:.4f} used, "
+                    f"${self._reserved_cost:.4f} in flight, next call needs about ${cost:.4f}"
+                )
+        self._reserved_tokens += tokens
+        self._reserved_cost += cost
+
+    def settle(self, tokens: int, cost: float, usage: Usage | None) -> None:
+        """Release a reservation and add the call's real usage (``None``: it failed)."""
+        self._reserved_tokens -= tokens
+        self._reserved_cost -= cost
+        if usage is not None and not usage.cached:
+            self.used_tokens += usage.total_tokens
+            self.used_cost += usage.cost_usd
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        return None if self.max_tokens is None else self.max_tokens - self.used_tokens
+
+    @property
+    def remaining_cost(self) -> float | None:
+        return None if self.max_cost is None else self.max_cost - self.used_cost
