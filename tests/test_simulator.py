@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
+import subprocess
+import sys
 import time
 from typing import Literal
 
@@ -391,3 +394,45 @@ def test_simulator_process_serves_and_reports_stats() -> None:
         assert stats["profile"] == "tier1" and stats["completed"] == 1
     with pytest.raises(httpx.ConnectError):
         httpx.get(sim.base_url + "/models", timeout=2)
+
+
+def test_cli_announces_a_labelled_simulator() -> None:
+    command = [sys.executable, "-m", "proposals", "simulate", "--port", "0",
+               "--profile", "unlimited", "--time-scale", "0.5"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        base_url = re.search(r"http://127\.0\.0\.1:\d+/v1", first)
+        assert base_url is not None
+        assert "SIMULATOR" in second and "simulated" in second
+        response = httpx.get(base_url.group(0) + "/models", timeout=5)
+        assert response.headers["x-simulator"] == "proposals"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_recursive_schema_terminates() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"node": {"$ref": "#/$defs/Node"}},
+        "required": ["node"],
+        "$defs": {"Node": {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                "next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+            },
+            "required": ["label", "children", "next"],
+        }},
+    }
+    body = {"model": "m", "messages": MESSAGES, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "Tree", "schema": schema}}}
+    async with run_simulator("unlimited") as sim, httpx.AsyncClient() as http:
+        response = await http.post(sim.base_url + "/chat/completions", json=body)
+    tree = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert isinstance(tree["node"]["label"], str)

@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 _CHUNK_ID = re.compile(r"\[#(\d+)\]")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-_SPACES = re.compile(r"\s+")
+# A sentence runs to a line end or to . ! ? followed by a space; "3.5" and "e.g." stay whole.
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?=[^\s.!?])[^.!?\n]*)*[.!?]*")
 _SHORT_FIELD = (
     "title", "name", "label", "headline", "theme", "country", "profile", "segment",
     "code", "type", "category", "kind", "tag", "channel", "id",
@@ -46,7 +46,6 @@ class Material:
     """What the prompt offers to build an answer from."""
 
     sentences: tuple[str, ...]
-    phrases: tuple[str, ...]
     chunk_ids: tuple[int, ...]
 
 
@@ -79,12 +78,24 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 _material_cache: OrderedDict[bytes, Material] = OrderedDict()
-_MATERIAL_CACHE_SIZE = 512
+_MATERIAL_CACHE_SIZE = 1024
 
 
 def material_for(messages: list[dict[str, Any]]) -> Material:
-    """Sentences, short phrases and chunk ids of the prompt (cached by the prompt's hash)."""
-    text = "\n".join(message_text(m.get("content")) for m in messages)
+    """Sentences and chunk ids of the prompt, in prompt order.
+
+    Extraction is linear in the prompt and cached per message text, since system prompts and
+    evidence blocks recur across calls, nodes and retries.
+    """
+    if len(messages) == 1:
+        return _message_material(message_text(messages[0].get("content")))
+    parts = [_message_material(message_text(m.get("content"))) for m in messages]
+    sentences = tuple(dict.fromkeys(s for p in parts for s in p.sentences if s is not _FALLBACK))
+    ids = tuple(dict.fromkeys(i for p in parts for i in p.chunk_ids))
+    return Material(sentences or (_FALLBACK,), ids)
+
+
+def _message_material(text: str) -> Material:
     key = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
     hit = _material_cache.get(key)
     if hit is not None:
@@ -99,24 +110,12 @@ def material_for(messages: list[dict[str, Any]]) -> Material:
 
 def _extract(text: str) -> Material:
     ids = tuple(dict.fromkeys(int(m) for m in _CHUNK_ID.findall(text)))
-    clean = _CHUNK_ID.sub(" ", text)
     sentences: list[str] = []
-    seen: set[str] = set()
-    for raw in _SENTENCE_SPLIT.split(clean):
-        words = _SPACES.sub(" ", raw).strip(" -*#>|\t").split(" ")
-        if len(words) < 4:
-            continue
-        sentence = " ".join(words[:40])
-        if sentence not in seen:
-            seen.add(sentence)
-            sentences.append(sentence)
-    if not sentences:
-        sentences = [_FALLBACK]
-    phrases = tuple(
-        dict.fromkeys(" ".join(s.split(" ")[: 3 + (i % 5)]).rstrip(".,;:!?") for i, s in
-                      enumerate(sentences))
-    )
-    return Material(tuple(sentences), phrases, ids)
+    for raw in _SENTENCE.findall(_CHUNK_ID.sub(" ", text)):
+        words = raw.split()
+        if len(words) >= 4:
+            sentences.append(" ".join(words[:40]).lstrip("-*#>|: "))
+    return Material(tuple(dict.fromkeys(sentences)) or (_FALLBACK,), ids)
 
 
 def request_key(body: dict[str, Any], seed: int) -> bytes:
@@ -186,7 +185,8 @@ class _Generator:
         return join.join(picked)
 
     def phrase(self) -> str:
-        return self.rng.choice(self.m.phrases)
+        words = self.rng.choice(self.m.sentences).split(" ")
+        return " ".join(words[: 3 + self.rng.randrange(5)]).rstrip(".,;:!?")
 
     def string(self, schema: dict[str, Any], name: str) -> str:
         lowered = name.lower()
@@ -290,7 +290,9 @@ class _Generator:
             if key in schema:
                 options = [self.resolve(o, root) for o in schema[key]]
                 non_null = [o for o in options if o.get("type") != "null"]
-                if not non_null or (len(non_null) < len(options) and self.rng.random() < 0.1):
+                nullable = len(non_null) < len(options)
+                # Deep inside a (possibly recursive) schema, prefer ending the branch.
+                if not non_null or (nullable and (depth > 6 or self.rng.random() < 0.1)):
                     return None
                 return self.value(self.rng.choice(non_null), root, name=name, depth=depth,
                                   nested=nested)

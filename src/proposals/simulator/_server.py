@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import math
 import random
 import socket
@@ -25,6 +26,7 @@ from ._profiles import SimulatorProfile
 
 __all__ = ["Simulator"]
 
+log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
 _LABEL = (b"x-simulator", b"proposals")
 _OUTPUT_CACHE_SIZE = 2048
@@ -217,6 +219,15 @@ class Simulator:
             self._stats.request_started()
             try:
                 await self._chat(conn, reader, writer, body, deployment)
+            except (_Closed, ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a simulator bug must not look like a provider fault
+                log.exception("simulator failed on a request")
+                if conn.our_state is not h11.SEND_RESPONSE:
+                    _reset(writer)
+                    raise _Closed from exc
+                await self._send(conn, writer, 500, _error_body(
+                    f"simulator internal error: {exc!r}", "simulator_error"))
             finally:
                 self._stats.in_flight -= 1
             return None
