@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _corpus_data import COUNTRIES, NOTICE  # noqa: E402
+from _corpus_data import COUNTRIES, NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 

@@ -8,17 +8,17 @@ The generated files are committed, so this only needs running after editing the 
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docx
 from fpdf import FPDF
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _corpus_data import COUNTRIES, NOTICE  # noqa: E402
+from _corpus_data import COUNTRIES, NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent / "examples" / "corpus"
-_FIXED_DATE = datetime(2024, 6, 1, tzinfo=timezone.utc)  # reproducible files
+_FIXED_DATE = datetime(2024, 6, 1, tzinfo=UTC)  # reproducible files
 
 
 def pilot_report(cc: str, c: dict) -> tuple[str, list[tuple[str, list[str]]]]:
