@@ -1,0 +1,55 @@
+"""The proposal pipeline: request/result models, prompt templates, the LangGraph graph.
+
+retrieve → analyze (A: opportunity themes) → plan → market_fit (B) · regulation (C) ·
+feasibility (D) · positioning (E), fanned out as token-budgeted batches → synthesize (per
+country x profile, tree-reduced when over the window). Runs are started by
+:func:`proposals.runs.generate`; this package knows nothing of HTTP or storage of runs.
+"""
+
+from ._context import NullReporter, PipelineContext, Reporter
+from ._graph import PipelineState, build_graph
+from ._models import (
+    LENSES,
+    NODES,
+    Citation,
+    FailedItem,
+    Finding,
+    Lens,
+    Profile,
+    Proposal,
+    ProposalRequest,
+    ProposalResult,
+    RunOptions,
+    RunStatus,
+    Theme,
+    UsageTotals,
+    load_profiles,
+)
+from ._prompts import PROMPT_NAMES, Prompts
+from ._report import render_markdown
+
+__all__ = [
+    "LENSES",
+    "NODES",
+    "PROMPT_NAMES",
+    "Citation",
+    "FailedItem",
+    "Finding",
+    "Lens",
+    "NullReporter",
+    "PipelineContext",
+    "PipelineState",
+    "Profile",
+    "Prompts",
+    "Proposal",
+    "ProposalRequest",
+    "ProposalResult",
+    "Reporter",
+    "RunOptions",
+    "RunStatus",
+    "Theme",
+    "UsageTotals",
+    "build_graph",
+    "load_profiles",
+    "render_markdown",
+]

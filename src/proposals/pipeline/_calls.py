@@ -1,0 +1,144 @@
+"""LLM calls of the nodes: one structured call, split-on-overflow, isolated concurrency.
+
+Packing decides what goes into one call (token budget); the gateway decides how many calls
+are in flight. Nothing here limits concurrency: every batch is started and the gateway's
+adaptive limiter queues what the provider cannot take yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field, create_model
+
+from ..errors import BudgetExceeded, ProposalsError, ProviderError
+from ..llm import CallTags, ContextOverflowError
+from ._context import PipelineContext
+from ._models import FindingOut, ProposalOut, ThemeOut
+
+__all__ = [
+    "Outcome",
+    "ask",
+    "call_splitting",
+    "findings_schema",
+    "gather_isolated",
+    "proposals_schema",
+    "themes_schema",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+
+async def ask(
+    ctx: PipelineContext,
+    node: str,
+    messages: list[dict[str, str]],
+    schema: type[M],
+    max_tokens: int,
+) -> M:
+    """One structured call through the shared gateway, tagged with the run and node."""
+    result = await ctx.gateway.complete(
+        messages,
+        model=ctx.model_for(node),
+        schema=schema,
+        max_tokens=max_tokens,
+        tags=CallTags(run_id=ctx.run_id, node=node),
+        budget=ctx.budget,
+    )
+    parsed = result.parsed
+    if parsed is None:
+        raise ProviderError(f"{node}: the model returned no parsable answer")
+    return parsed  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T, R]):
+    """What became of a group of items: a result, or the error that ended it."""
+
+    items: list[T]
+    result: R | None = None
+    error: ProposalsError | None = None
+
+
+async def call_splitting(
+    items: list[T],
+    attempt: Callable[[list[T]], Awaitable[R]],
+    *,
+    shrink: Callable[[T], T | None] | None = None,
+) -> list[Outcome[T, R]]:
+    """Call ``attempt(items)``; on context overflow split in half and try each half.
+
+    A single item that still overflows is passed through ``shrink`` (e.g. fewer evidence
+    chunks) once; if that is not possible it is returned as failed. Provider failures of a
+    group are returned, not raised, so siblings go on. :class:`BudgetExceeded` is raised:
+    it stops the whole run.
+    """
+    try:
+        return [Outcome(items, result=await attempt(items))]
+    except BudgetExceeded:
+        raise
+    except ContextOverflowError as exc:
+        if len(items) > 1:
+            mid = len(items) // 2
+            # Halves run one after the other: overflow is rare once packed, and a budget
+            # stop in one half must not leave the other half running.
+            first = await call_splitting(items[:mid], attempt, shrink=shrink)
+            return first + await call_splitting(items[mid:], attempt, shrink=shrink)
+        smaller = shrink(items[0]) if shrink is not None else None
+        if smaller is not None:
+            return await call_splitting([smaller], attempt, shrink=None)
+        return [Outcome(items, error=exc)]
+    except ProviderError as exc:
+        return [Outcome(items, error=exc)]
+
+
+async def gather_isolated(
+    factories: Sequence[Callable[[], Awaitable[R]]],
+) -> list[R | ProposalsError]:
+    """Run coroutines concurrently; each one's :class:`ProposalsError` is returned in its place.
+
+    Other exceptions (bugs) cancel the siblings and propagate, as a task group does.
+    """
+
+    async def guarded(factory: Callable[[], Awaitable[R]]) -> R | ProposalsError:
+        try:
+            return await factory()
+        except ProposalsError as exc:
+            return exc
+
+    if len(factories) == 1:
+        return [await guarded(factories[0])]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(guarded(f)) for f in factories]
+    return [t.result() for t in tasks]
+
+
+def _bounded_list(item: Any, max_items: int) -> Any:
+    return (list[item], Field(default_factory=list, json_schema_extra={"maxItems": max_items}))
+
+
+@cache
+def themes_schema(max_items: int) -> type[BaseModel]:
+    """Node A's answer with at most ``max_items`` themes (stated in the schema, not enforced)."""
+    return create_model("OpportunityThemes", themes=_bounded_list(ThemeOut, max_items))
+
+
+@cache
+def proposals_schema(max_items: int) -> type[BaseModel]:
+    """The synthesis answer with at most ``max_items`` proposals."""
+    return create_model("ProductProposals", proposals=_bounded_list(ProposalOut, max_items))
+
+
+@cache
+def findings_schema(items: int, max_findings: int) -> type[BaseModel]:
+    """A lens answer for a batch: one list of findings per item, keys ``item_1..item_n``."""
+    fields: dict[str, Any] = {
+        f"item_{i}": _bounded_list(FindingOut, max_findings) for i in range(1, items + 1)
+    }
+    return create_model(f"LensFindings{items}", **fields)

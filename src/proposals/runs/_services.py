@@ -1,0 +1,122 @@
+"""The long-lived services a run needs, opened once from the settings and shared by runs.
+
+Database, embedder, store, one LLM gateway (real endpoint, or the offline simulator started
+on loopback when no provider is configured) and the LangGraph checkpointer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ..config import Settings
+from ..db import Database
+from ..embeddings import Embedder, embedder_from_settings
+from ..errors import DatabaseError
+from ..llm import GatewayConfig, LLMGateway, ResponseCache
+from ..store import Store
+
+__all__ = ["Services", "open_services"]
+
+
+@dataclass
+class Services:
+    """What runs share in one process. Build with :func:`open_services`."""
+
+    settings: Settings
+    database: Database
+    store: Store
+    gateway: LLMGateway
+    checkpointer: AsyncPostgresSaver
+    simulated: bool
+    """True when the gateway talks to the offline simulator."""
+    provider: str
+    """Human description of the endpoint, e.g. ``simulator tier1 at http://127.0.0.1:PORT/v1``."""
+    simulator: Any = None
+    """The in-process simulator, when one was started (its ``stats()`` are useful)."""
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    embedder: Embedder | None = None,
+    cache: bool = True,
+    simulator_overrides: dict[str, Any] | None = None,
+    gateway_overrides: dict[str, Any] | None = None,
+    simulator_seed: int = 0,
+) -> AsyncIterator[Services]:
+    """Open every service named by ``settings``; close them (in reverse) on exit.
+
+    Without a configured provider (``settings.provider_configured`` false) a simulator of
+    profile ``settings.simulator_profile`` is run in this event loop on 127.0.0.1, with
+    ``simulator_overrides`` (e.g. ``time_scale=0.02``) applied; everything it writes is
+    labelled simulated. ``cache=False`` leaves the persistent response cache out.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if database is None:
+            database = await Database.open(settings)
+            stack.push_async_callback(database.close)
+        if embedder is None:
+            embedder = embedder_from_settings(settings)
+        store = Store(database, embedder)
+        overrides = dict(gateway_overrides or {})
+        simulator = None
+        if settings.provider_configured:
+            simulated = False
+            where = settings.azure_openai_endpoint or settings.openai_base_url or "api.openai.com"
+            provider = f"{'Azure OpenAI' if settings.azure_openai_endpoint else 'OpenAI-compatible'} endpoint {where}"
+        else:
+            from ..simulator import run_simulator
+
+            simulator = await stack.enter_async_context(
+                run_simulator(
+                    settings.simulator_profile, seed=simulator_seed, **(simulator_overrides or {})
+                )
+            )
+            overrides.setdefault("base_url", simulator.base_url)
+            overrides.setdefault("api_key", "simulator")
+            overrides["simulated"] = True
+            simulated = True
+            provider = f"simulator {simulator.profile.name} at {simulator.base_url}"
+        config = GatewayConfig.from_settings(settings, **overrides)
+        gateway = await stack.enter_async_context(
+            LLMGateway(config, cache=ResponseCache(database) if cache else None)
+        )
+        checkpointer = await _checkpointer(stack, database.url)
+        yield Services(
+            settings=settings, database=database, store=store, gateway=gateway,
+            checkpointer=checkpointer, simulated=simulated, provider=provider,
+            simulator=simulator,
+        )
+
+
+async def _checkpointer(stack: contextlib.AsyncExitStack, url: str) -> AsyncPostgresSaver:
+    """LangGraph's PostgreSQL checkpointer on its own small pool, as it requires:
+    autocommit, rows as dicts, no server-side prepared statements."""
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=4,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        name="proposals-checkpoints",
+    )
+    try:
+        await pool.open(wait=True, timeout=30)
+    except Exception as exc:
+        raise DatabaseError(f"could not open the checkpoint pool: {exc}") from exc
+    stack.push_async_callback(pool.close)
+    saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    try:
+        await saver.setup()
+    except Exception as exc:
+        raise DatabaseError(f"could not set up the checkpoint tables: {exc}") from exc
+    return saver
