@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import signal
 import subprocess
 import sys
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
 from openai.lib._parsing._completions import type_to_response_format_param
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from proposals.errors import InputError
 from proposals.simulator import (
@@ -436,3 +437,32 @@ async def test_recursive_schema_terminates() -> None:
         response = await http.post(sim.base_url + "/chat/completions", json=body)
     tree = json.loads(response.json()["choices"][0]["message"]["content"])
     assert isinstance(tree["node"]["label"], str)
+
+
+def _random_model(rng: random.Random, depth: int = 0) -> type[BaseModel]:
+    """A pydantic model of randomly chosen field types (nested models, bounds, options)."""
+    choices: list[Any] = [
+        (str, ...), (int, ...), (float, ...), (bool, ...),
+        (Literal["low", "mid", "high"], ...), (list[str], ...), (str | None, ...),
+        (int, Field(ge=-3, le=3)), (float, Field(gt=0, lt=1)),
+        (list[str], Field(min_length=2, max_length=4)), (list[int], Field(max_length=1)),
+    ]
+    if depth < 2:
+        choices += [(_random_model(rng, depth + 1), ...), (list[_random_model(rng, depth + 1)], ...),
+                    (_random_model(rng, depth + 1) | None, ...)]
+    fields: dict[str, Any] = {f"f{i}": rng.choice(choices) for i in range(rng.randint(1, 5))}
+    fields["citations"] = (list[int], ...)
+    return create_model(f"M{depth}_{rng.randrange(10**6)}", **fields)
+
+
+async def test_random_models_always_validate() -> None:
+    rng = random.Random(7)
+    async with run_simulator("unlimited", list_mean=3) as sim:
+        client = client_for(sim.base_url)
+        for _ in range(25):
+            model = _random_model(rng)
+            result = await client.chat.completions.parse(
+                model="m", messages=MESSAGES, response_format=model)
+            parsed = result.choices[0].message.parsed
+            assert isinstance(parsed, model)
+            assert set(parsed.citations) <= {12, 40, 7, 105}  # type: ignore[attr-defined]

@@ -205,22 +205,28 @@ class _Generator:
 
     # -- numbers ------------------------------------------------------------------------
     def number(self, schema: dict[str, Any], integer: bool) -> int | float:
-        lo = schema.get("minimum")
-        hi = schema.get("maximum")
-        if isinstance(schema.get("exclusiveMinimum"), int | float):
-            lo = schema["exclusiveMinimum"] + (1 if integer else 1e-6)
-        if isinstance(schema.get("exclusiveMaximum"), int | float):
-            hi = schema["exclusiveMaximum"] - (1 if integer else 1e-6)
-        if lo is None and hi is None:
-            lo, hi = (1, 10) if integer else (0.0, 1.0)
-        elif lo is None:
-            lo = hi - (10 if integer else 1.0)
-        elif hi is None:
-            hi = lo + (10 if integer else 1.0)
+        def bound(key: str) -> float | None:
+            value = schema.get(key)
+            return float(value) if isinstance(value, int | float) else None
+
+        step = 1.0 if integer else 1e-3
+        lo, hi = bound("minimum"), bound("maximum")
+        ex_lo, ex_hi = bound("exclusiveMinimum"), bound("exclusiveMaximum")
+        if ex_lo is not None:
+            lo = ex_lo + step if lo is None else max(lo, ex_lo + step)
+        if ex_hi is not None:
+            hi = ex_hi - step if hi is None else min(hi, ex_hi - step)
+        span = 10.0 if integer else 1.0
+        if lo is None:
+            lo = (1.0 if integer else 0.0) if hi is None else hi - span
+        if hi is None:
+            hi = lo + span
         if integer:
             low, high = math.ceil(lo), math.floor(hi)
             return self.rng.randint(low, max(low, high))
-        return round(self.rng.uniform(lo, hi), 3) if hi > lo else lo
+        if hi <= lo:
+            return lo
+        return min(hi, max(lo, round(self.rng.uniform(lo, hi), 3)))
 
     # -- arrays -------------------------------------------------------------------------
     def citations(self, item_schema: dict[str, Any] | None, min_items: int,

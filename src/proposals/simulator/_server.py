@@ -413,6 +413,7 @@ class Simulator:
                                   payload: bytes) -> None:
         """Send the headers and part of the body, then RST."""
         self._stats.rejects["fault_reset"] += 1
+        self._stats.count_status(200)
         headers = [_JSON, (b"content-length", str(len(payload)).encode()), *self._headers()]
         writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
         writer.write(conn.send(h11.Data(data=payload[: len(payload) // 2])))
