@@ -139,13 +139,24 @@ class Simulator:
             self._tasks.add(task)
         try:
             cap = self.profile.max_connections
+            initial = b""
             if cap is not None and self._stats.connections >= cap:
+                # Over the cap: reset, unless it is a control request (/sim/stats must stay
+                # readable while a benchmark saturates the server). Clients send at once,
+                # so a short wait for the request line costs nothing.
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    initial = await asyncio.wait_for(reader.read(_READ_SIZE), 0.05)
+                if initial.startswith((b"GET /sim/", b"POST /sim/")):
+                    with contextlib.suppress(_Closed, ConnectionError, h11.ProtocolError):
+                        await self._serve(reader, writer, initial)
+                    writer.close()
+                    return
                 self._stats.rejects["connection_refused"] += 1
                 _reset(writer)
                 return
             self._stats.connection_opened()
             try:
-                await self._serve(reader, writer)
+                await self._serve(reader, writer, initial)
             except (_Closed, ConnectionError, h11.ProtocolError):
                 pass
             except asyncio.CancelledError:
@@ -160,8 +171,11 @@ class Simulator:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     initial: bytes = b"") -> None:
         conn = h11.Connection(h11.SERVER)
+        if initial:
+            conn.receive_data(initial)
         while True:
             request: h11.Request | None = None
             body: list[bytes] = []
