@@ -236,12 +236,21 @@ class Store:
         fetch = max(k * 3, 30) if mode == "hybrid" else k
         vector_ids: list[tuple[int, float]] = []
         text_ids: list[tuple[int, float]] = []
-        async with asyncio.TaskGroup() as tg:
-            if mode != "text":
-                vtask = tg.create_task(self._vector_ranked(query, fetch, cc, types))
-            if mode != "vector":
-                ttask = tg.create_task(self._text_ranked(query, fetch, cc, types))
-        if mode != "text":
+        vector: np.ndarray | None = None
+        if mode != "text" and self.embedder is None:
+            raise InputError("vector search needs an embedder: Store(database, embedder)")
+        # Model check and query embedding first: their errors reach the caller as they are.
+        if mode != "text" and self.embedder and await self._index_info_checked() is not None:
+            vector = (await self.embedder.embed([query]))[0]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if vector is not None:
+                    vtask = tg.create_task(self._vector_ranked(vector, fetch, cc, types))
+                if mode != "vector":
+                    ttask = tg.create_task(self._text_ranked(query, fetch, cc, types))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+        if vector is not None:
             vector_ids = vtask.result()
         if mode != "vector":
             text_ids = ttask.result()
@@ -256,14 +265,8 @@ class Store:
         return [h.model_copy(update={"score": scores[h.chunk_id]}) for h in hits]
 
     async def _vector_ranked(
-        self, query: str, fetch: int, country: str | None, types: list[str] | None
+        self, vector: np.ndarray, fetch: int, country: str | None, types: list[str] | None
     ) -> list[tuple[int, float]]:
-        if self.embedder is None:
-            raise InputError("vector search needs an embedder: Store(database, embedder)")
-        info = await self._index_info_checked()
-        if info is None:
-            return []
-        vector = (await self.embedder.embed([query]))[0]
         where, params = _filters(country, types)
         matching, total = await self._estimate(country, types)
         if matching == 0:

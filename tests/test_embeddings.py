@@ -1,0 +1,174 @@
+"""One conformance suite for every Embedder; the OpenAI one talks real HTTP to a tiny
+``/v1/embeddings`` server on loopback (vectors: hashed bag of words, rows shuffled so the client
+must reorder by ``index``)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from _embedder import hash_vector, local_embedder
+from proposals.config import Settings
+from proposals.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder, embedder_from_settings
+from proposals.errors import ConfigError, ProviderError
+
+DIM = 48
+
+
+class _EmbeddingServer:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.fail_with: int | None = None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                if self.path != "/v1/embeddings":
+                    return self._send(404, {"error": {"message": "not found"}})
+                if server.fail_with:
+                    return self._send(server.fail_with, {"error": {"message": "boom",
+                                                                   "type": "server_error"}})
+                inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                rows = [{"object": "embedding", "index": i, "embedding": hash_vector(t, DIM)}
+                        for i, t in enumerate(inputs)]
+                random.Random(len(inputs)).shuffle(rows)
+                self._send(200, {"object": "list", "data": rows, "model": body["model"],
+                                 "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> _EmbeddingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def emb_server() -> Iterator[_EmbeddingServer]:
+    with _EmbeddingServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "openai"])
+async def embedder(request: pytest.FixtureRequest, emb_server: _EmbeddingServer) -> AsyncIterator[Embedder]:
+    if request.param == "local":
+        yield local_embedder()
+        return
+    emb_server.fail_with = None
+    client = OpenAIEmbedder("test-embedding", dimensions=None, base_url=emb_server.base_url,
+                            api_key="sk-test", batch_size=4, max_retries=0)
+    yield client
+    await client.aclose()
+
+
+# --- the conformance suite ---------------------------------------------------------------------
+
+
+async def test_shape_dtype_and_order(embedder: Embedder) -> None:
+    texts = [f"text number {i} about savings" for i in range(10)]
+    vectors = await embedder.embed(texts)
+    assert vectors.shape == (10, embedder.dim)
+    assert vectors.dtype == np.float32
+    one_by_one = np.vstack([await embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)  # batching keeps row order
+
+
+async def test_empty_input(embedder: Embedder) -> None:
+    vectors = await embedder.embed([])
+    assert vectors.shape[0] == 0
+
+
+async def test_vectors_are_unit_length_and_deterministic(embedder: Embedder) -> None:
+    a = await embedder.embed(["fixed-term deposit for household savings"])
+    b = await embedder.embed(["fixed-term deposit for household savings"])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert abs(float(np.linalg.norm(a[0])) - 1.0) < 1e-3
+
+
+async def test_related_texts_are_closer_than_unrelated(embedder: Embedder) -> None:
+    v = await embedder.embed([
+        "insurance for the home against floods",
+        "home insurance covering floods and storms",
+        "the football match ended in a draw",
+    ])
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.1
+
+
+async def test_name_and_dim_after_a_call(embedder: Embedder) -> None:
+    vectors = await embedder.embed(["x"])
+    assert embedder.name and "/" in embedder.name
+    assert isinstance(embedder.dim, int) and embedder.dim == vectors.shape[1] > 0
+
+
+# --- implementation specifics ------------------------------------------------------------------
+
+
+async def test_openai_batches_requests(emb_server: _EmbeddingServer) -> None:
+    client = OpenAIEmbedder("test-embedding", base_url=emb_server.base_url, api_key="k",
+                            batch_size=3, max_retries=0)
+    emb_server.requests.clear()
+    vectors = await client.embed([f"t{i}" for i in range(7)])
+    await client.aclose()
+    assert vectors.shape == (7, DIM)
+    assert [len(r["input"]) for r in emb_server.requests] == [3, 3, 1]
+    assert all(r["encoding_format"] == "float" for r in emb_server.requests)
+    assert client.name == "openai/test-embedding"
+
+
+async def test_openai_errors_become_provider_errors(emb_server: _EmbeddingServer) -> None:
+    client = OpenAIEmbedder("test-embedding", base_url=emb_server.base_url, api_key="k",
+                            max_retries=0)
+    emb_server.fail_with = 500
+    try:
+        with pytest.raises(ProviderError, match="HTTP 500"):
+            await client.embed(["x"])
+    finally:
+        emb_server.fail_with = None
+        await client.aclose()
+    dead = OpenAIEmbedder("m", base_url="http://127.0.0.1:1/v1", api_key="k", max_retries=0,
+                          timeout_s=2)
+    with pytest.raises(ProviderError):
+        await dead.embed(["x"])
+    await dead.aclose()
+
+
+def test_openai_dimension_is_part_of_the_name() -> None:
+    e = OpenAIEmbedder("text-embedding-3-small", dimensions=256, api_key="k")
+    assert (e.name, e.dim) == ("openai/text-embedding-3-small@256", 256)
+    assert OpenAIEmbedder("text-embedding-3-large", api_key="k").dim == 3072
+
+
+def test_embedder_from_settings(tmp_path) -> None:
+    local = embedder_from_settings(Settings(data_dir=tmp_path))
+    assert isinstance(local, LocalEmbedder) and local.dim == 384
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        embedder_from_settings(Settings(data_dir=tmp_path, embedding_provider="openai"))
+    remote = embedder_from_settings(
+        Settings(data_dir=tmp_path, embedding_provider="openai", openai_api_key="sk-x")
+    )
+    assert remote.name == "openai/text-embedding-3-small" and remote.dim == 1536
