@@ -119,3 +119,130 @@ async def test_end_to_end(corpus_settings: Settings, services: Services) -> None
     assert events[-1].usage.calls == result.usage.calls > 0
     report = render_markdown(result)
     assert "SIMULATED" in report and "## AR" in report and "### young savers" in report
+
+
+def _signature(result: ProposalResult) -> list[tuple[Any, ...]]:
+    return [
+        (p.country, p.profile, p.rank, p.title, p.summary, tuple(c.chunk_id for c in p.citations))
+        for p in result.proposals
+    ]
+
+
+async def test_tiny_window_batches_and_tree_reduces(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    # The pipeline packs for 8k while the server only accepts 7k: packing, the split on the
+    # server's overflow answer and the synthesis tree reduce all have to work.
+    request = _request(context_window=8192, output_reserve=2800, proposals_per_pair=2)
+    request = request.model_copy(update={"countries": ["AR"]})
+    async with open_services(
+        corpus_settings, embedder=embedder, simulator_overrides={"context_window": 7000}
+    ) as svc:
+        result, events = await _run(request, corpus_settings, svc)
+        stats = svc.simulator.stats()
+        await _check_citations(result, svc)
+    assert result.status == "completed", result.failed
+    assert {(p.country, p.profile) for p in result.proposals} == {("AR", p.name) for p in PROFILES}
+    synth_calls = [e for e in events if e.type == "call" and e.node == "synthesize" and e.phase == "finished"]
+    assert len(synth_calls) > 2 * len(PROFILES)  # drafts per batch, then merges
+    lens_batches = [e for e in events if e.type == "batch_started" and e.node == "regulation"]
+    assert len(lens_batches) > 1
+    assert stats["rejects"].get("context_length", 0) > 0  # the server did refuse some calls
+    assert not [e for e in events if e.type == "item_failed"]
+
+
+async def test_flaky_provider_gives_the_same_proposals(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    request = _request()
+    async with open_services(corpus_settings, embedder=embedder, cache=False) as svc:
+        clean, _ = await _run(request, corpus_settings, svc)
+    flaky_settings = corpus_settings.model_copy(
+        update={"simulator_profile": "flaky", "llm_timeout_s": 1.5}
+    )
+    async with open_services(
+        flaky_settings, embedder=embedder, cache=False,
+        simulator_overrides={"time_scale": 0.01, "fault_500": 0.1, "fault_503": 0.1,
+                             "fault_reset": 0.05},
+        gateway_overrides={"backoff_base_s": 0.05, "backoff_max_s": 0.5, "max_retries": 10},
+    ) as svc:
+        flaky, _ = await _run(request, flaky_settings, svc)
+        stats = svc.simulator.stats()
+    assert flaky.status == "completed", flaky.failed
+    assert flaky.usage.retries > 0
+    assert sum(stats["rejects"].values()) > 0
+    assert _signature(flaky) == _signature(clean)
+    assert [t.title for t in flaky.themes] == [t.title for t in clean.themes]
+
+
+async def test_failing_item_is_listed_and_siblings_complete(
+    corpus_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    # A regulation prompt larger than the window: every regulation call overflows.
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    filler = "This sentence only makes the prompt too long for the window. " * 4000
+    (prompts / "regulation.txt").write_text(f"{filler}\n### USER ###\n$brief $variables $items")
+    settings = corpus_settings.model_copy(update={"prompts_dir": prompts})
+    async with open_services(settings, embedder=embedder) as svc:
+        result, events = await _run(_request(), settings, svc)
+    assert result.status == "completed_with_errors"
+    failed = {f.item for f in result.failed}
+    expected = {
+        f"regulation T{t} {c}/{p.name}" for t in (1, 2, 3) for c in ("AR", "BR") for p in PROFILES
+    }
+    assert failed == expected
+    assert {f.error_type for f in result.failed} == {"ContextOverflowError"}
+    assert len([e for e in events if e.type == "item_failed"]) == len(expected)
+    assert "regulation" not in {f.lens for f in result.findings}
+    assert len({(p.country, p.profile) for p in result.proposals}) == 4  # siblings went on
+    assert "## Failures" in render_markdown(result)
+
+
+async def test_budget_stop_keeps_partial_results(
+    corpus_settings: Settings, services: Services
+) -> None:
+    result, events = await _run(_request(max_tokens=40_000), corpus_settings, services)
+    assert result.status == "stopped_budget"
+    assert result.stop_reason and "budget" in result.stop_reason
+    assert result.themes and result.findings  # what was done is kept
+    assert not result.proposals
+    assert result.usage.total_tokens <= 40_000
+    assert any(e.type == "warning" and e.kind == "budget" for e in events)
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+async def test_interrupted_run_resumes_from_checkpoint(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    from proposals.runs import EventLog, RunRegistry, resume
+
+    request = _request()
+    async with open_services(corpus_settings, embedder=embedder) as svc:
+        reference, _ = await _run(request, corpus_settings, svc, run_id="reference")
+    run_id = None
+    async with open_services(corpus_settings, embedder=embedder, cache=False) as svc:
+        with pytest.raises(_Interrupt):
+            async with generate(request, corpus_settings, services=svc) as run:
+                run_id = run.run_id
+                async for event in run.events():
+                    if event.type == "batch_finished" and event.node in ("market_fit", "regulation"):
+                        raise _Interrupt  # like a process dying mid-fan-out
+        record = await RunRegistry(svc.database).get(run_id)
+        assert record is not None and record.status == "running"
+        before = await EventLog(svc.database).last_seq(run_id)
+    # a new process: new services, same database
+    async with open_services(corpus_settings, embedder=embedder, cache=False) as svc:
+        async with resume(run_id, corpus_settings, services=svc) as run:
+            events = [e async for e in run.events()]
+            result = await run.result()
+        stored = await EventLog(svc.database).read(run_id)
+    assert result.status == "completed"
+    assert events[0].type == "run_started" and events[0].resumed and events[0].seq == before + 1
+    assert not any(e.type == "node_started" and e.node in ("retrieve", "analyze") for e in events)
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert _signature(result) == _signature(reference)

@@ -18,7 +18,7 @@ from langgraph.types import Send
 
 from ._context import PipelineContext
 from ._models import LENSES
-from ._nodes import analyze, collect, lens_node, plan, retrieve, synthesize
+from ._nodes import analyze, collect, finish, lens_node, plan, retrieve, synthesize
 
 __all__ = ["PipelineState", "build_graph"]
 
@@ -78,6 +78,7 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStat
         graph.add_node(lens, lens_node(lens))
     graph.add_node("collect", collect)
     graph.add_node("synthesize", synthesize)
+    graph.add_node("finish", finish)
     graph.add_edge(START, "retrieve")
     graph.add_edge("retrieve", "analyze")
     graph.add_conditional_edges("analyze", _after_analyze, ["plan", END])
@@ -85,5 +86,6 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStat
     for lens in LENSES:
         graph.add_edge(lens, "collect")
     graph.add_conditional_edges("collect", _fan_out_synthesis, ["synthesize", END])
-    graph.add_edge("synthesize", END)
+    graph.add_edge("synthesize", "finish")
+    graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer)

@@ -34,6 +34,8 @@ __all__ = [
     "LENS_DOC_TYPES",
     "analyze",
     "collect",
+    "finding_order",
+    "finish",
     "lens_node",
     "plan",
     "retrieve",
@@ -153,15 +155,17 @@ async def _answer_groups(
     keep: int,
     label: str,
     on_failure: Callable[[list[tuple[E, str]]], list[E]] = lambda _: [],
-) -> tuple[list[E], list[dict[str, Any]]]:
+) -> tuple[list[E], list[dict[str, Any]], int]:
     """Answer every group concurrently (split in half on overflow); failures are recorded.
 
-    Each group's answer contributes at most ``keep`` entries. :class:`BudgetExceeded` is
-    raised once the siblings have finished.
+    Each answer contributes at most ``keep`` entries. Returns (entries, failures, number of
+    answers); more answers than one means they still need merging. :class:`BudgetExceeded`
+    is raised once the siblings have finished.
     """
     results = await gather_isolated([lambda g=g: call_splitting(g, call) for g in groups])
     merged: list[E] = []
     failures: list[dict[str, Any]] = []
+    answers = 0
     for i, result in enumerate(results):
         if isinstance(result, BudgetExceeded):
             raise result
@@ -175,8 +179,9 @@ async def _answer_groups(
                 failures.append(_record_failure(ctx, node, where, outcome.error))
                 merged.extend(on_failure(outcome.items)[:keep])
             else:
+                answers += 1
                 merged.extend((outcome.result or [])[:keep])
-    return merged, failures
+    return merged, failures, answers
 
 
 def _batch_items(batches: Sequence[Any]) -> list[list[Any]]:
@@ -284,12 +289,12 @@ async def _reduce(
             msg = f"{label}: inputs too large to merge in the window; kept the best {keep} unmerged"
             ctx.reporter.warning("reduce_fallback", msg, node)
             return fallback(entries), failures, [*warnings, msg]
-        merged, failed = await _answer_groups(
+        merged, failed, answers = await _answer_groups(
             ctx, node, groups, call, keep=keep, label=f"{label} merge level {level}",
             on_failure=lambda items: fallback([e for e, _ in items]),
         )
         failures += failed
-        if len(groups) == 1:
+        if answers <= 1 and len(groups) == 1:
             return merged, failures, warnings
         if len(merged) >= len(entries):
             msg = f"{label}: merging did not shrink the input; kept the best {keep}"
@@ -361,11 +366,11 @@ async def analyze(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
 
     failures: list[dict[str, Any]] = []
     try:
-        candidates, failures = await _answer_groups(
+        candidates, failures, answers = await _answer_groups(
             ctx, "analyze", groups, answer("analyze_map"), keep=n, label="analyze evidence"
         )
         themes = [t for t in candidates if t["title"].strip()]
-        if len(groups) > 1 and themes:
+        if answers > 1 and themes:
             themes, more_failures, more_warnings = await _reduce(
                 ctx, "analyze", themes, render=_theme_line,
                 messages=lambda m: ctx.prompts.render("analyze_merge", material=m, **common),
@@ -563,11 +568,26 @@ async def collect(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
     for lens in LENSES:
         total = sum(1 for b in batches if b["lens"] == lens)
         ctx.reporter.node_finished(lens, done=total, failed=sum(1 for f in failed if f["node"] == lens))
+    if not state.get("stops"):
+        ctx.reporter.node_started("synthesize", total=len(state.get("pairs") or []))
+    return {}
+
+
+async def finish(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    """Join after synthesis: report it finished."""
+    ctx = _ctx(runtime)
+    failed = sum(1 for f in state.get("failed") or [] if f["node"] == "synthesize")
+    ctx.reporter.node_finished("synthesize", done=len(state.get("synth_done") or []), failed=failed)
     return {}
 
 
 # --------------------------------------------------------------------------------------------
 # synthesize
+
+
+def finding_order(f: dict[str, Any]) -> tuple[Any, ...]:
+    """A total order on findings, independent of the order parallel batches finished in."""
+    return (int(f["theme_id"][1:]), LENSES.index(f["lens"]), f["country"], f["profile"], f["text"])
 
 
 def _finding_line(f: dict[str, Any]) -> str:
@@ -603,9 +623,7 @@ async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext])
     label = f"{country}/{profile['name']}"
     n = req.options.proposals_per_pair
     themes = payload["themes"]
-    findings = sorted(
-        payload["findings"], key=lambda f: (int(f["theme_id"][1:]), LENSES.index(f["lens"]))
-    )
+    findings = sorted(payload["findings"], key=finding_order)
     lookup = {c["chunk_id"]: c for f in findings for c in f["citations"]}
     ctx.reporter.batch_started("synthesize", label, len(findings), 0)
     who = profile["name"] + (f" ({profile['description']})" if profile["description"] else "")
@@ -648,10 +666,10 @@ async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext])
             ctx, "synthesize", findings, [_finding_line(f) for f in findings], budget
         )
         warnings += warn
-        drafts, failures = await _answer_groups(
+        drafts, failures, answers = await _answer_groups(
             ctx, "synthesize", groups, answer("synthesize"), keep=n, label=f"synthesize {label}"
         )
-        if len(groups) > 1 and drafts:
+        if answers > 1 and drafts:
             drafts, more_failures, more_warnings = await _reduce(
                 ctx, "synthesize", drafts, render=_draft_text,
                 messages=lambda m: ctx.prompts.render("synthesize_reduce", material=m, **common),

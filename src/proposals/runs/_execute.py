@@ -37,6 +37,7 @@ from ..pipeline._models import (
     RunStatus,
     Theme,
 )
+from ..pipeline._nodes import finding_order
 from ..pipeline._prompts import Prompts
 from ._emitter import RunEmitter
 from ._events import RunEvent, RunFinished, RunStarted
@@ -118,7 +119,10 @@ class Run:
     ) -> bool | None:
         if exc is not None and self._task is not None and not self._task.done():
             self._task.cancel()
-        return await self._stack.__aexit__(exc_type, exc, tb)
+        # The caller's exception is theirs: it propagates unchanged after the run's tasks
+        # are finished or cancelled, rather than being wrapped by the task group.
+        await self._stack.__aexit__(None, None, None)
+        return None
 
     # -- consumer API --------------------------------------------------------------------------
 
@@ -260,7 +264,9 @@ def _result(
         simulated=services.simulated,
         provider=services.provider,
         themes=[Theme.model_validate(t) for t in state.get("themes") or []],
-        findings=[Finding.model_validate(f) for f in state.get("findings") or []],
+        findings=[
+            Finding.model_validate(f) for f in sorted(state.get("findings") or [], key=finding_order)
+        ],
         proposals=proposals,
         failed=failed,
         warnings=list(dict.fromkeys(state.get("warnings") or [])),

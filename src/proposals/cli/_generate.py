@@ -1,0 +1,317 @@
+"""``proposals generate`` and ``proposals demo``: run the pipeline with live progress."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import InputError
+from ..pipeline import (
+    NODES,
+    Profile,
+    ProposalRequest,
+    ProposalResult,
+    RunOptions,
+    load_profiles,
+    render_markdown,
+)
+from ..runs import RunEvent, generate, open_services, resume
+
+__all__ = ["register"]
+
+_DEMO_BRIEF = "savings, microinsurance and payment products for low- and middle-income households"
+_DEMO_COUNTRIES = "AR,BR,MX"
+
+
+def register(subparsers: Any) -> None:
+    """Add the generate and demo sub-commands."""
+    g = subparsers.add_parser(
+        "generate",
+        help="generate cited product proposals per country and profile",
+        description="Run the proposal pipeline (retrieve, themes, four lenses, synthesis) and "
+        "write a Markdown report and/or JSON. Without a configured provider the offline "
+        "simulator is used and the output says the text is simulated.",
+    )
+    g.add_argument("--brief", help="what to propose, e.g. 'savings products for households'")
+    g.add_argument("--countries", help="ISO codes, comma-separated, e.g. AR,BR,MX")
+    g.add_argument("--profiles", type=Path, help="YAML/JSON file of {name, description} "
+                   "(a list, or a mapping country -> list)")
+    g.add_argument("--profile", action="append", default=[], metavar="'NAME: DESCRIPTION'",
+                   help="an inline profile (repeatable)")
+    _common_options(g)
+    g.add_argument("--out", type=Path, help="write the Markdown report here")
+    g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
+    g.add_argument("--resume", metavar="RUN_ID", help="continue an unfinished run instead")
+    g.set_defaults(handler=_generate)
+
+    d = subparsers.add_parser(
+        "demo",
+        help="ingest examples/corpus and generate for 3 countries x 2 profiles, offline",
+        description="The offline demo: ingests the fictional sample corpus, runs the full "
+        "pipeline against the simulator (unless a provider is configured) and writes "
+        "report.md and result.json into --out-dir.",
+    )
+    d.add_argument("--corpus", type=Path, default=None, help="corpus folder (default: examples/corpus)")
+    d.add_argument("--countries", default=_DEMO_COUNTRIES, help=f"default {_DEMO_COUNTRIES}")
+    d.add_argument("--out-dir", type=Path, default=Path("out"), help="default ./out")
+    _common_options(d)
+    d.set_defaults(handler=_demo)
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                   help="a variable passed to every prompt (repeatable)")
+    p.add_argument("--themes", type=int, default=9, help="opportunity themes (default 9)")
+    p.add_argument("--proposals", type=int, default=5, help="proposals per country and profile")
+    p.add_argument("--model", action="append", default=[], metavar="NODE=MODEL",
+                   help=f"model for one node ({', '.join(NODES)}); repeatable")
+    p.add_argument("--window", type=int, help="context window in tokens (default: settings)")
+    p.add_argument("--output-reserve", type=int, help="tokens kept for each answer")
+    p.add_argument("--max-tokens", type=int, help="token budget of the run")
+    p.add_argument("--max-cost", type=float, help="cost budget of the run in USD")
+    p.add_argument("--time-scale", type=float, default=0.02,
+                   help="simulator only: wall seconds per simulated second (default 0.02)")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{what} must look like KEY=VALUE, got {raw!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    try:
+        return RunOptions(
+            themes=args.themes, proposals_per_pair=args.proposals,
+            models=_pairs(args.model, "--model"), context_window=args.window,
+            output_reserve=args.output_reserve, max_tokens=args.max_tokens,
+            max_cost_usd=args.max_cost,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> ProposalRequest:
+    try:
+        return ProposalRequest(
+            brief=brief, countries=args.countries, profiles=profiles,
+            variables=_pairs(args.var, "--var"), options=_options(args),
+        )
+    except ValueError as exc:
+        raise InputError(f"bad request: {exc}") from exc
+
+
+async def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    request = None
+    if not args.resume:
+        if not args.brief or not args.countries:
+            raise InputError("--brief and --countries are required (or --resume RUN_ID)")
+        profiles: Any = load_profiles(args.profiles) if args.profiles else []
+        for raw in args.profile:
+            name, _, desc = raw.partition(":")
+            if isinstance(profiles, dict):
+                raise InputError("--profile cannot be mixed with per-country profiles")
+            profiles.append(Profile(name=name.strip(), description=desc.strip()))
+        if not profiles:
+            raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
+        request = _build_request(args, profiles, args.brief)
+    result = await _execute(request, settings, args)
+    if result is None:
+        return 1
+    await asyncio.to_thread(_write_outputs, result, args.out, args.json_out)
+    if not args.out and not args.json_out:
+        print(render_markdown(result))
+    return 0 if result.status == "completed" else 1
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ..embeddings import embedder_from_settings
+    from ..ingest import ingest
+
+    corpus = args.corpus or _find_corpus()
+    profiles_file = corpus.resolve().parent / "profiles.yaml"
+    profiles = load_profiles(profiles_file) if profiles_file.is_file() else [
+        Profile(name="young urban savers", description="smartphone-first, small surpluses"),
+        Profile(name="rural smallholder families", description="seasonal income, agents"),
+    ]
+    request = _build_request(args, profiles, _DEMO_BRIEF)
+    started = time.monotonic()
+    embedder = embedder_from_settings(settings)
+    print(f"ingesting {corpus} ...", file=sys.stderr)
+    report = await ingest([corpus], settings=settings, embedder=embedder)
+    print(f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
+          f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    result = await _execute(request, settings, args, embedder=embedder)
+    if result is None:
+        return 1
+    out_dir: Path = args.out_dir
+    await asyncio.to_thread(_write_outputs, result, out_dir / "report.md", out_dir / "result.json")
+    print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 0 if result.status == "completed" else 1
+
+
+def _write_outputs(result: ProposalResult, report: Path | None, json_out: Path | None) -> None:
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(render_markdown(result), encoding="utf-8")
+        print(f"report: {report.resolve()}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        print(f"json:   {json_out.resolve()}")
+
+
+def _find_corpus() -> Path:
+    here = Path("examples/corpus")
+    if here.is_dir():
+        return here
+    repo = Path(__file__).resolve().parents[3] / "examples" / "corpus"
+    if repo.is_dir():
+        return repo
+    raise InputError("examples/corpus not found; run from the repository or pass --corpus")
+
+
+async def _execute(
+    request: ProposalRequest | None, settings: Settings, args: argparse.Namespace, **kw: Any
+) -> ProposalResult | None:
+    sim = {"time_scale": args.time_scale} if not settings.provider_configured else {}
+    progress = _Progress(quiet=args.quiet)
+    async with open_services(settings, simulator_overrides=sim, **kw) as services:
+        if services.simulated:
+            print(f"NOTE: no LLM provider configured; using the offline {services.provider}. "
+                  "Proposals will be SIMULATED text.", file=sys.stderr)
+        run = (
+            resume(args.resume, settings, services=services)
+            if request is None
+            else generate(request, settings, services=services)
+        )
+        async with run:
+            print(f"run id: {run.run_id}", file=sys.stderr)
+            with progress:
+                async for event in run.events():
+                    progress.update(event)
+            try:
+                result = await run.result()
+            except Exception as exc:
+                print(f"run {run.run_id} failed: {exc}", file=sys.stderr)
+                raise
+    _summary(result)
+    return result
+
+
+def _summary(result: ProposalResult) -> None:
+    u = result.usage
+    print(
+        f"status {result.status}: {len(result.proposals)} proposals, {len(result.failed)} failed "
+        f"items, {u.calls} calls ({u.cached_calls} cached, {u.retries} retries), "
+        f"{u.prompt_tokens:,} tokens in / {u.completion_tokens:,} out, ${u.cost_usd:.4f}, "
+        f"{result.elapsed_s:.1f} s" + (" — SIMULATED text" if result.simulated else ""),
+        file=sys.stderr,
+    )
+    for f in result.failed[:20]:
+        print(f"  failed: {f.node} {f.item}: {f.error_type}", file=sys.stderr)
+
+
+class _Progress:
+    """Live per-node progress (rich) from the run's events; plain lines when not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.live_mode = self.console.is_terminal and not quiet
+        self.total: dict[str, int] = {}
+        self.done: dict[str, int] = defaultdict(int)
+        self.running: dict[str, int] = defaultdict(int)
+        self.failed: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.tokens: dict[str, int] = defaultdict(int)
+        self.finished: set[str] = set()
+        self.in_flight = 0
+        self.last: RunEvent | None = None
+        self.started = time.monotonic()
+        self._live: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def update(self, event: RunEvent) -> None:
+        self.last = event
+        t = event.type
+        if t == "node_started":
+            self.total[event.node] = event.total  # type: ignore[union-attr]
+            self._line(f"{event.node}: started ({event.total})")  # type: ignore[union-attr]
+        elif t == "node_finished":
+            node = event.node  # type: ignore[union-attr]
+            self.finished.add(node)
+            if node in ("retrieve", "plan"):
+                self.done[node] = event.done  # type: ignore[union-attr]
+            self._line(f"{node}: finished ({event.done} done, {event.failed} failed)")  # type: ignore[union-attr]
+        elif t == "batch_started":
+            self.running[event.node] += 1  # type: ignore[union-attr]
+        elif t == "batch_finished":
+            self.running[event.node] -= 1  # type: ignore[union-attr]
+            self.done[event.node] += 1  # type: ignore[union-attr]
+        elif t == "item_failed":
+            self.failed[event.failure.node] += 1  # type: ignore[union-attr]
+            self._line(f"failed: {event.failure.item} ({event.failure.error_type})")  # type: ignore[union-attr]
+        elif t == "call":
+            self.in_flight = event.in_flight  # type: ignore[union-attr]
+            node = event.node or "?"  # type: ignore[union-attr]
+            if event.phase == "started":  # type: ignore[union-attr]
+                self.calls[node] += 1
+            elif event.phase == "finished":  # type: ignore[union-attr]
+                self.tokens[node] += event.prompt_tokens + event.completion_tokens  # type: ignore[union-attr]
+        elif t == "warning" and event.kind == "budget":  # type: ignore[union-attr]
+            self._line(f"warning: {event.message}")  # type: ignore[union-attr]
+        elif t == "run_started":
+            self._line(f"run started: {event.pairs} country x profile pairs, {event.themes} themes, "  # type: ignore[union-attr]
+                       f"{event.provider}")  # type: ignore[union-attr]
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _line(self, text: str) -> None:
+        if not self.live_mode and not self.quiet:
+            elapsed = time.monotonic() - self.started
+            self.console.print(f"[{elapsed:6.1f}s] {text}", highlight=False)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        usage = self.last.usage if self.last else None
+        elapsed = time.monotonic() - self.started
+        title = f"proposals — {elapsed:.0f}s elapsed, {self.in_flight} calls in flight"
+        if usage:
+            title += f", {usage.total_tokens:,} tokens, ${usage.cost_usd:.4f}"
+        table = Table(title=title, title_justify="left")
+        for col in ("node", "done", "in flight", "failed", "calls", "tokens", ""):
+            table.add_column(col, justify="left" if col in ("node", "") else "right")
+        for node in NODES:
+            total = self.total.get(node)
+            state = "✓" if node in self.finished else ("…" if total is not None else "")
+            done = f"{self.done[node]}/{total}" if total is not None else "-"
+            table.add_row(node, done, str(max(0, self.running[node])), str(self.failed[node]),
+                          str(self.calls[node]), f"{self.tokens[node]:,}", state)
+        return table
