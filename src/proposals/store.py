@@ -20,6 +20,7 @@ model raises :class:`~proposals.errors.EmbeddingModelMismatch`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ __all__ = [
     "read_index_info",
     "search",
 ]
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60
 """The ``k`` of reciprocal rank fusion: a chunk's score is ``Σ 1/(RRF_K + rank)``."""
@@ -282,6 +285,9 @@ class Store:
                 # Short answer from a filtered HNSW scan: the candidates ran out before the
                 # filter kept enough. Redo it exactly rather than return too little.
                 exact = len(rows) < min(fetch, matching)
+                if exact:
+                    log.debug("filtered HNSW scan returned %d of %d rows (ef_search=%d); "
+                              "exact rescan", len(rows), min(fetch, matching), ef)
             if exact:
                 rows = await self._vector_query(conn, vector, fetch, where, params, exact=True)
         return [(int(r[0]), 1.0 - float(r[1])) for r in rows]

@@ -1,6 +1,7 @@
 """Token-aware splitting that follows the document's own structure.
 
-Chunks never cross a section (heading) boundary. Inside a section, whole paragraphs are packed
+Chunks never cross a section (heading) boundary nor a page boundary, so a citation's section
+and page are exact. Inside a section, whole paragraphs are packed
 up to the target size; a paragraph that is too large alone is cut at sentence ends, and a
 sentence (or a single huge line) that is still too large is cut by tokens. Consecutive chunks of
 one section share ``overlap`` tokens so a fact cut at a boundary is still whole in one of them.
@@ -29,7 +30,9 @@ def split_blocks(blocks: Iterable[Block], chunk_tokens: int = 400, overlap: int 
     chunks: list[Chunk] = []
     group: list[Block] = []
     for block in blocks:
-        if block.heading or (group and group[-1].section != block.section):
+        if block.heading or (
+            group and (group[-1].section, group[-1].page) != (block.section, block.page)
+        ):
             _pack_group(group, chunk_tokens, overlap, chunks)
             group = []
         if not block.heading:

@@ -1,0 +1,189 @@
+"""Hybrid retrieval: filters, the value of each half of the fusion, and complete filtered results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import proposals.store as store_module
+from _embedder import HashEmbedder, hash_vector, local_embedder
+from proposals.config import Settings
+from proposals.db import Database
+from proposals.errors import InputError
+from proposals.ingest import ingest
+from proposals.store import Store, _fuse
+
+CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
+
+_LONG = (
+    "Monthly transfers out of a simplified wallet are capped at five thousand reais. Balances "
+    "are swept nightly into the partner savings account, where they earn interest and are "
+    "covered by the deposit guarantee. Customers may hold up to three goal pockets, each with "
+    "its own date. Cash withdrawals at partner lottery houses are free twice a month; after that "
+    "the quillango surcharge of two reais applies. Merchants pay 0.9 percent per QR payment and "
+    "receive funds the same day. Fraud reports filed within 72 hours are refunded within five "
+    "business days, and first-time transfers above one thousand reais are delayed by thirty "
+    "minutes in trusted-contacts mode."
+)
+_DOCS = {
+    # the paraphrase target: no word of the query "earthquake insurance for my house"
+    "CL/products/sismo.md": "# Seguro Copihue\n\nPays a fixed sum within days when a seismic "
+    "tremor shakes the dwelling and cracks its walls.\n",
+    "global/other/car.md": "# Car insurance\n\nMotor insurance for your car covers theft and "
+    "collisions on the road.\n",
+    "global/other/plants.md": "# House plants\n\nHouse plants need light; water them weekly and "
+    "repot in spring.\n",
+    "global/other/pets.md": "# Pet care\n\nFor dogs at home: vaccines, a fence and a warm bed in "
+    "winter.\n",
+    # the rare-term target: one odd word inside a long ordinary paragraph; near-spellings around
+    "BR/official/limits.md": f"# Wallet limits\n\n{_LONG}\n",
+    "AR/official/quilmes.md": "# Quilmes branch\n\nThe Quilmes branch opens at nine; bring form "
+    "77 for account changes.\n",
+    "MX/official/quillas.md": "# Quillas\n\nQuill pens and mango juice at the fair.\n",
+    "CO/official/llanos.md": "# Llanos\n\nLlanos cattle ranchers save in livestock.\n",
+    "CL/official/quillota.md": "# Quillota\n\nQuillota avocado growers sell at the Sunday "
+    "market.\n",
+    "global/other/quillay.md": "# Quillay\n\nThe quillay tree bark was used as soap.\n",
+    "global/other/quillagua.md": "# Quillagua\n\nQuillagua is a village in the driest part of "
+    "the desert.\n",
+}
+
+
+@pytest.fixture
+async def mini(database: Database, tmp_path: Path) -> Store:
+    root = tmp_path / "corpus"
+    for rel, text in _DOCS.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    embedder = local_embedder()
+    report = await ingest([root], database=database, embedder=embedder)
+    assert report.ok and len(report.added) == len(_DOCS)
+    return Store(database, embedder)
+
+
+def _titles(hits) -> list[str]:  # type: ignore[no-untyped-def]
+    return [h.citation.title for h in hits]
+
+
+async def test_rare_exact_term_needs_full_text(mini: Store) -> None:
+    vector = await mini.search("quillango", k=3, mode="vector")
+    text = await mini.search("quillango", k=3, mode="text")
+    hybrid = await mini.search("quillango", k=3)
+    assert "Wallet limits" not in _titles(vector)
+    assert _titles(text) == ["Wallet limits"]
+    assert "Wallet limits" in _titles(hybrid)
+
+
+async def test_paraphrase_needs_vectors(mini: Store) -> None:
+    query = "earthquake insurance for my house"
+    text = await mini.search(query, k=5, mode="text")
+    vector = await mini.search(query, k=5, mode="vector")
+    # In a corpus this small every chunk is in the vector list, so the three text matches
+    # also collect a vector rank and sit above the target in the fused order.
+    hybrid = await mini.search(query, k=5)
+    assert text and "Seguro Copihue" not in _titles(text)
+    assert _titles(vector)[0] == "Seguro Copihue"
+    assert "Seguro Copihue" in _titles(hybrid)
+
+
+async def test_hits_carry_citations_and_scores(mini: Store) -> None:
+    hits = await mini.search("tremors shake the dwelling", k=2, country="CL")
+    top = hits[0]
+    assert top.citation.title == "Seguro Copihue" and top.citation.country == "CL"
+    assert top.citation.doc_type == "product_description"
+    assert top.citation.path.endswith("CL/products/sismo.md")
+    assert top.citation.section == "Seguro Copihue" and top.citation.page is None
+    assert top.score > hits[1].score > 0
+    again = await mini.get_chunks([hits[1].chunk_id, top.chunk_id, 999_999])
+    assert [h.chunk_id for h in again] == [hits[1].chunk_id, top.chunk_id]
+    assert again[1].text == top.text
+
+
+async def test_country_filter_never_returns_another_country(mini: Store) -> None:
+    everything = await mini.search("savings wallet branch protection home", k=20)
+    assert {h.citation.country for h in everything} >= {"AR", "BR", "CL", None}
+    for cc in ("AR", "BR", "CL", "MX", "CO"):
+        for mode in ("hybrid", "vector", "text"):
+            hits = await mini.search("savings wallet branch protection home quillango", k=20,
+                                     country=cc.lower(), mode=mode)  # type: ignore[arg-type]
+            assert hits, (cc, mode)
+            assert {h.citation.country for h in hits} <= {cc, None}, (cc, mode)
+    only_official = await mini.search("wallet", k=20, doc_types=["official"])
+    assert only_official and {h.citation.doc_type for h in only_official} == {"official"}
+
+
+async def test_remove_document_and_bad_arguments(mini: Store) -> None:
+    docs = {d.title: d for d in await mini.list_documents()}
+    assert docs["Wallet limits"].chunks == 1 and docs["Wallet limits"].country == "BR"
+    assert await mini.remove_document(docs["Wallet limits"].id)
+    assert not await mini.remove_document(docs["Wallet limits"].id)
+    assert await mini.search("quillango", k=3, mode="text") == []
+    with pytest.raises(InputError):
+        await mini.search("   ")
+    with pytest.raises(InputError, match="ISO 3166-1"):
+        await mini.search("x", country="ZZ")
+    with pytest.raises(InputError, match="unknown document type"):
+        await mini.search("x", doc_types=["memo"])
+
+
+async def test_filtered_hnsw_results_are_complete(
+    database: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Force the HNSW path with a tiny ef_search on a filter keeping 2% of the chunks: the
+    answer must still equal the exact top-k of the filtered set."""
+    root = tmp_path / "many"
+    words = ["deposit", "insurance", "wallet", "loan", "pension", "remittance", "card", "fee"]
+    for i in range(300):
+        cc = "AR" if i % 50 == 0 else "BR"
+        path = root / cc / "official" / f"d{i}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = " ".join(words[(i * j) % len(words)] for j in range(1, 7))
+        path.write_text(f"# Doc {i}\n\n{body} number{i}\n", encoding="utf-8")
+    embedder = HashEmbedder(dim=32)
+    await ingest([root], database=database, embedder=embedder)
+    monkeypatch.setattr(store_module, "_EXACT_BELOW", 0)
+    monkeypatch.setattr(store_module, "_EF_MAX", 40)
+    monkeypatch.setattr(store_module, "_EF_MIN", 10)
+    async with database.pool.connection() as conn:
+        # 300 rows: left alone, the planner would scan the table (exact) instead of the index.
+        await conn.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET enable_seqscan = off',"
+                           " current_database()); EXECUTE format('ALTER DATABASE %I SET "
+                           "enable_bitmapscan = off', current_database()); END $$")
+    async with await Database.open(settings) as fresh:
+        store = Store(fresh, embedder)
+        with caplog.at_level("DEBUG", logger="proposals.store"):
+            hits = await store.search("deposit insurance wallet", k=5, country="AR",
+                                      mode="vector")
+    async with database.pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM chunks WHERE country = 'AR'")
+        assert len(await cur.fetchall()) == 6
+        q = np.asarray(hash_vector("deposit insurance wallet", 32), dtype=np.float32)
+        cur = await conn.execute(  # exact: no index can serve an ORDER BY on a CTE
+            "WITH f AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE country = 'AR') "
+            "SELECT id FROM f ORDER BY embedding <=> %s::vector, id LIMIT 5", (q,))
+        expected = [r[0] for r in await cur.fetchall()]
+    assert [h.chunk_id for h in hits] == expected
+    assert "exact rescan" in caplog.text  # the HNSW scan alone had come back short
+
+
+def test_reciprocal_rank_fusion() -> None:
+    fused = _fuse([[(1, 0.9), (2, 0.8), (3, 0.1)], [(3, 5.0), (1, 4.0)]])
+    assert [cid for cid, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+async def test_sample_corpus_country_and_citations(database: Database) -> None:
+    embedder = local_embedder()
+    report = await ingest([CORPUS / "CL", CORPUS / "global"], database=database,
+                          embedder=embedder)
+    assert report.ok and len(report.added) == 14
+    store = Store(database, embedder)
+    hits = await store.search("earthquake reinsurance surcharge", k=5, country="CL")
+    assert hits and {h.citation.country for h in hits} <= {"CL", None}
+    assert any("0.9 per mille" in h.text for h in hits)
+    pdf = await store.search("Villarrica ladder deposits unlocked monthly", k=3)
+    assert pdf[0].citation.path.endswith("behavioural-savings-levers.pdf")
+    assert pdf[0].citation.page == 2
