@@ -52,13 +52,16 @@ async def open_services(
     simulator_overrides: dict[str, Any] | None = None,
     gateway_overrides: dict[str, Any] | None = None,
     simulator_seed: int = 0,
+    simulator_url: str | None = None,
 ) -> AsyncIterator[Services]:
     """Open every service named by ``settings``; close them (in reverse) on exit.
 
     Without a configured provider (``settings.provider_configured`` false) a simulator of
     profile ``settings.simulator_profile`` is run in this event loop on 127.0.0.1, with
     ``simulator_overrides`` (e.g. ``time_scale=0.02``) applied; everything it writes is
-    labelled simulated. ``cache=False`` leaves the persistent response cache out.
+    labelled simulated. ``simulator_url`` points at a simulator already running elsewhere
+    (e.g. a :class:`~proposals.simulator.SimulatorProcess`) instead. ``cache=False`` leaves
+    the persistent response cache out.
     """
     async with contextlib.AsyncExitStack() as stack:
         if database is None:
@@ -69,7 +72,11 @@ async def open_services(
         store = Store(database, embedder)
         overrides = dict(gateway_overrides or {})
         simulator = None
-        if settings.provider_configured:
+        if simulator_url is not None:
+            overrides.update(base_url=simulator_url, api_key="simulator", simulated=True)
+            simulated = True
+            provider = f"simulator at {simulator_url}"
+        elif settings.provider_configured:
             simulated = False
             where = settings.azure_openai_endpoint or settings.openai_base_url or "api.openai.com"
             provider = f"{'Azure OpenAI' if settings.azure_openai_endpoint else 'OpenAI-compatible'} endpoint {where}"
