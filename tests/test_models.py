@@ -12,8 +12,8 @@ from proposals.pipeline import (
     PROMPT_NAMES,
     FailedItem,
     Profile,
-    ProposalRequest,
     Prompts,
+    ProposalRequest,
     RunOptions,
     load_profiles,
 )
