@@ -64,6 +64,7 @@ _LOCK_KEY = 0x70726F71  # serialises first-time typing of the embedding column
 _EXACT_BELOW = 4000  # filters keeping fewer chunks than this are answered by an exact scan
 _EF_MIN, _EF_MAX = 40, 1000
 _STATS_TTL_S = 30.0
+_ANY_CAP = 2000  # candidates ranked when falling back to "any query word"
 
 
 class Citation(BaseModel):
@@ -209,7 +210,7 @@ class Store:
         self.database = database
         self.embedder = embedder
         self._stats: tuple[float, dict[tuple[str | None, str], int]] | None = None
-        self._checked_model = False
+        self._info: tuple[float, IndexInfo] | None = None
 
     # -- search ----------------------------------------------------------------------------
 
@@ -325,28 +326,45 @@ class Store:
     async def _text_ranked(
         self, query: str, fetch: int, country: str | None, types: list[str] | None
     ) -> list[tuple[int, float]]:
+        """Chunks containing every query word (websearch syntax: quotes for phrases, -word to
+        exclude), by cover density. When fewer than ``fetch`` do, chunks containing *any* of
+        the words fill the list; that pass ranks at most ``_ANY_CAP`` candidates, so a query
+        of common words costs a bounded amount of work on a large corpus."""
         where, params = _filters(country, types)
         cond = sql.SQL(" AND {}").format(where) if where is not None else sql.SQL("")
-        # Any query word may match (OR); chunks containing all of them (websearch syntax:
-        # quotes for phrases, -word to exclude) rank first, then by cover density.
-        query_sql = sql.SQL(
-            "WITH q AS (SELECT websearch_to_tsquery('english', %s) AS allq, "
-            "  replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS anyq) "
-            "SELECT c.id, ts_rank_cd(c.tsv, q.anyq) + CASE WHEN c.tsv @@ q.allq THEN 1 ELSE 0 END"
-            "  AS rank "
-            "FROM chunks c, q WHERE c.tsv @@ q.anyq{} ORDER BY rank DESC, c.id LIMIT %s"
+        all_sql = sql.SQL(
+            "SELECT c.id, ts_rank_cd(c.tsv, q) + 1 AS rank "
+            "FROM chunks c, websearch_to_tsquery('english', %s) q "
+            "WHERE c.tsv @@ q{} ORDER BY rank DESC, c.id LIMIT %s"
+        ).format(cond)
+        any_sql = sql.SQL(
+            "SELECT id, rank FROM ("
+            "  SELECT c.id, ts_rank_cd(c.tsv, q) AS rank FROM ("
+            "    SELECT c.id, c.tsv FROM chunks c, "
+            "      to_tsquery('english', replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) q"
+            "    WHERE c.tsv @@ q{} LIMIT %s) c, "
+            "  to_tsquery('english', replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) q"
+            ") r WHERE NOT (id = ANY(%s)) ORDER BY rank DESC, id LIMIT %s"
         ).format(cond)
         async with self.database.pool.connection() as conn:
-            try:
-                cur = await conn.execute(query_sql, [query, query, *params, fetch])
-            except psycopg.errors.SyntaxError:
-                return []  # a query made only of stop words or symbols
-            rows = await cur.fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+            cur = await conn.execute(all_sql, [query, *params, fetch])
+            rows = [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
+            if len(rows) < fetch:
+                cur = await conn.execute(
+                    any_sql,
+                    [query, *params, _ANY_CAP, query, [r[0] for r in rows], fetch - len(rows)],
+                )
+                rows += [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
+        return rows
 
     async def _index_info_checked(self) -> IndexInfo | None:
-        async with self.database.pool.connection() as conn:
-            info = await read_index_info(conn)
+        now = time.monotonic()
+        if self._info is not None and now - self._info[0] < _STATS_TTL_S:
+            info = self._info[1]
+        else:
+            async with self.database.pool.connection() as conn:
+                info = await read_index_info(conn)
+            self._info = (now, info) if info is not None else None
         if info is not None and self.embedder is not None and (
             info.embedding_model != self.embedder.name
         ):
@@ -373,8 +391,9 @@ class Store:
         return matching, total
 
     def invalidate(self) -> None:
-        """Forget cached chunk counts (call after writing through another connection)."""
+        """Forget cached chunk counts and index model (call after writing elsewhere)."""
         self._stats = None
+        self._info = None
 
     # -- reading & housekeeping ------------------------------------------------------------------
 
