@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from ..errors import BudgetExceeded, ProposalsError
 from ..llm import pack
-from ..store import SearchHit
+from ..store import SearchHit, Store
 from ..tokens import count_tokens, truncate_to_tokens
 from ._calls import (
     Outcome,
@@ -28,6 +28,7 @@ from ._calls import (
     themes_schema,
 )
 from ._context import PipelineContext
+from ._embedcache import PrefetchingEmbedder
 from ._models import LENSES, FailedItem, Lens, Proposal, ProposalRequest
 
 __all__ = [
@@ -59,7 +60,7 @@ _LENS_FOCUS: dict[Lens, str] = {
 }
 _THEME_TOKENS = 160
 _CITE = re.compile(r"\[#(\d+)\]")
-_SEARCH_CONCURRENCY = 4
+_SEARCH_CONCURRENCY = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,9 +441,19 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
     ]
     ctx.reporter.node_started("plan", total=len(jobs))
 
+    def query_of(lens: Lens, profile: Any, theme: dict[str, Any]) -> str:
+        return f"{theme['title']}. {theme['description']} {profile.name}. {_LENS_FOCUS[lens]}"
+
+    # The query text does not depend on the country: embed each distinct one once, up front.
+    store = ctx.store
+    if store.embedder is not None:
+        embedder = PrefetchingEmbedder(store.embedder)
+        await embedder.prefetch([query_of(lens, p, t) for lens, _, p, t in jobs])
+        store = Store(store.database, embedder)
+
     def search(lens: Lens, country: str, profile: Any, theme: dict[str, Any]) -> Callable[[], Awaitable[list[SearchHit]]]:
-        query = f"{theme['title']}. {theme['description']} {profile.name}. {_LENS_FOCUS[lens]}"
-        return lambda: ctx.store.search(
+        query = query_of(lens, profile, theme)
+        return lambda: store.search(
             query, k=req.options.evidence_k, country=country, doc_types=LENS_DOC_TYPES[lens]
         )
 
