@@ -64,7 +64,11 @@ _LOCK_KEY = 0x70726F71  # serialises first-time typing of the embedding column
 _EXACT_BELOW = 4000  # filters keeping fewer chunks than this are answered by an exact scan
 _EF_MIN, _EF_MAX = 40, 1000
 _STATS_TTL_S = 30.0
-_ANY_CAP = 2000  # candidates ranked when falling back to "any query word"
+# Most candidates one full-text pass ranks. A query whose words are in half the corpus would
+# otherwise rank tens of thousands of rows (100+ ms at 100k chunks); such a query carries
+# little lexical signal and is served by the vector half anyway.
+_TEXT_CAP = 300
+_ANY_CAP = 300
 
 
 class Citation(BaseModel):
@@ -237,7 +241,7 @@ class Store:
             raise InputError(f"unknown search mode {mode!r}")
         cc = normalize_country(country)
         types = [t for t in (normalize_doc_type(t) for t in doc_types or ()) if t] or None
-        fetch = max(k * 3, 30) if mode == "hybrid" else k
+        fetch = max(k * 2, 20) if mode == "hybrid" else k
         vector_ids: list[tuple[int, float]] = []
         text_ids: list[tuple[int, float]] = []
         vector: np.ndarray | None = None
@@ -251,7 +255,10 @@ class Store:
                 if vector is not None:
                     vtask = tg.create_task(self._vector_ranked(vector, fetch, cc, types))
                 if mode != "vector":
-                    ttask = tg.create_task(self._text_ranked(query, fetch, cc, types))
+                    # In hybrid mode the vectors already cover loose matches; the "any word" pass
+                    # (costly for common words on a large corpus) only runs for text alone.
+                    wanted = k if mode == "text" else 0
+                    ttask = tg.create_task(self._text_ranked(query, fetch, cc, types, wanted))
         except ExceptionGroup as group:
             raise group.exceptions[0] from None
         if vector is not None:
@@ -279,7 +286,7 @@ class Store:
         rows: list[Any] = []
         async with self.database.pool.connection() as conn:
             if not exact:
-                ef = _EF_MIN if where is None else math.ceil(fetch * total / matching * 1.5)
+                ef = _EF_MIN if where is None else math.ceil(fetch * total / matching * 1.2)
                 ef = max(_EF_MIN, min(_EF_MAX, ef, total))
                 rows = await self._vector_query(conn, vector, fetch, where, params, exact=False,
                                                 ef=ef)
@@ -324,18 +331,21 @@ class Store:
             return await cur.fetchall()
 
     async def _text_ranked(
-        self, query: str, fetch: int, country: str | None, types: list[str] | None
+        self, query: str, fetch: int, country: str | None, types: list[str] | None,
+        wanted: int,
     ) -> list[tuple[int, float]]:
         """Chunks containing every query word (websearch syntax: quotes for phrases, -word to
-        exclude), by cover density. When fewer than ``fetch`` do, chunks containing *any* of
-        the words fill the list; that pass ranks at most ``_ANY_CAP`` candidates, so a query
-        of common words costs a bounded amount of work on a large corpus."""
+        exclude), by cover density. When fewer than ``wanted`` do, chunks containing *any* of
+        the words fill the list up to ``fetch``. Each pass ranks a bounded number of candidates
+        (``_TEXT_CAP``, ``_ANY_CAP``), so a query of common words costs bounded work on a large
+        corpus."""
         where, params = _filters(country, types)
         cond = sql.SQL(" AND {}").format(where) if where is not None else sql.SQL("")
         all_sql = sql.SQL(
-            "SELECT c.id, ts_rank_cd(c.tsv, q) + 1 AS rank "
-            "FROM chunks c, websearch_to_tsquery('english', %s) q "
-            "WHERE c.tsv @@ q{} ORDER BY rank DESC, c.id LIMIT %s"
+            "SELECT c.id, ts_rank_cd(c.tsv, q) + 1 AS rank FROM ("
+            "  SELECT c.id, c.tsv FROM chunks c, websearch_to_tsquery('english', %s) q"
+            "  WHERE c.tsv @@ q{} LIMIT %s) c, websearch_to_tsquery('english', %s) q "
+            "ORDER BY rank DESC, c.id LIMIT %s"
         ).format(cond)
         any_sql = sql.SQL(
             "SELECT id, rank FROM ("
@@ -346,10 +356,14 @@ class Store:
             "  to_tsquery('english', replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) q"
             ") r WHERE NOT (id = ANY(%s)) ORDER BY rank DESC, id LIMIT %s"
         ).format(cond)
-        async with self.database.pool.connection() as conn:
-            cur = await conn.execute(all_sql, [query, *params, fetch])
+        async with self.database.pool.connection() as conn, conn.transaction():
+            # With the LIMIT inside, the planner may bet on a sequential scan finding enough
+            # matches early; for a selective query that reads the whole table. The GIN index
+            # is always the right way in.
+            await conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
+            cur = await conn.execute(all_sql, [query, *params, _TEXT_CAP, query, fetch])
             rows = [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
-            if len(rows) < fetch:
+            if len(rows) < wanted:
                 cur = await conn.execute(
                     any_sql,
                     [query, *params, _ANY_CAP, query, [r[0] for r in rows], fetch - len(rows)],
@@ -359,6 +373,7 @@ class Store:
 
     async def _index_info_checked(self) -> IndexInfo | None:
         now = time.monotonic()
+        info: IndexInfo | None
         if self._info is not None and now - self._info[0] < _STATS_TTL_S:
             info = self._info[1]
         else:

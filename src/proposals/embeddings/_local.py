@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,30 @@ __all__ = ["LocalEmbedder"]
 log = logging.getLogger(__name__)
 
 _MINILM = "all-MiniLM-L6-v2"
+# A search query or two gains nothing from intra-op parallelism, and on a small machine the
+# second thread only contends with PostgreSQL: one thread cut p95 from ~40 to ~13 ms on 2 cores.
+_SMALL_BATCH = 8
 _KNOWN_DIMS = {_MINILM: 384, "all-MiniLM-L12-v2": 384, "all-mpnet-base-v2": 768}
 
 
 def _short(model: str) -> str:
     return model.rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads inside the block (None: leave as is)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class LocalEmbedder:
@@ -92,7 +112,7 @@ class LocalEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         try:
-            with self._run_lock:
+            with self._run_lock, _threads(1 if len(texts) <= _SMALL_BATCH else None):
                 vectors = model.encode(
                     texts,
                     batch_size=self._batch_size,

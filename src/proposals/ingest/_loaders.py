@@ -203,9 +203,9 @@ def _load_html(data: bytes, path: Path) -> LoadedDocument:
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     meta: dict[str, Any] = {}
     for tag in soup.find_all("meta"):
-        name = (tag.get("name") or "").lower()
+        name = str(tag.get("name") or "").lower()
         if name in ("country", "doc_type", "title") and tag.get("content"):
-            meta[name] = tag["content"]
+            meta[name] = str(tag["content"])
     body = soup.body or soup
     blocks: list[Block] = []
     trail: list[str] = []
