@@ -600,8 +600,7 @@ class LLMGateway:
         attempt = 0
         while True:
             attempt += 1
-            await self._rate.acquire(rate_estimate)
-            ticket = await self._limiter.acquire()
+            ticket = await self._admit(rate_estimate)
             tally.count += 1
             self._counts["http_requests"] += 1
             try:
@@ -627,11 +626,27 @@ class LLMGateway:
                 self._limiter.on_success(ticket)
                 self._limiter.release()
                 self._rate.observe(raw.headers)
+                available = self._rate.available(rate_estimate)
+                if available is not None:
+                    self._limiter.hint(self._limiter.in_flight + available)
                 charged = self._account_tokens(completion, prompt_estimate, max_tokens, tally)
                 self._rate.correct(rate_estimate, charged)
                 return completion
             self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
             await asyncio.sleep(wait)
+
+    async def _admit(self, rate_estimate: int) -> LimiterTicket:
+        """Take rate budget, then a concurrency slot; returns the slot's ticket."""
+        while True:
+            permit = await self._rate.acquire(rate_estimate)
+            try:
+                ticket = await self._limiter.acquire()
+            finally:
+                self._rate.dispatched(permit)
+            if not self._rate.stale(permit):
+                return ticket
+            # Admitted before any limit was known; limits are known now: queue for budget.
+            self._limiter.release()
 
     def _account_tokens(
         self, completion: Any, prompt_estimate: int, max_tokens: int | None, tally: _Attempts

@@ -3,15 +3,17 @@
 The limit starts at ``start`` and stays within ``[minimum, maximum]``.
 
 * **Slow start.** Until the provider first pushes back, every successful call that found the
-  limit in use raises it by one, so it doubles about once per round trip.
+  limit in use raises it by one, so it doubles about once per round trip; when the provider's
+  rate headers say more calls would be accepted right now, the limit jumps there
+  (:meth:`AdaptiveLimiter.hint`).
 * **Multiplicative decrease.** A 429, a refused or reset connection or a timeout multiplies
   the limit by ``decrease_factor``, at most once per window: a failure of a call that started
   before the last cut (or within ``cooldown_s`` of it) is the same congestion episode and
   does not cut again.
 * **Learned ceiling.** A refused/reset connection or a timeout is a *capacity* signal: the
-  calls that failed were admitted at a known position (the number in flight when they
-  started). The lowest such position, minus one and times ``ceiling_margin``, becomes a
-  ceiling. Below it the limit regrows quickly (+1 per success); above it only by slow
+  number of other calls still in flight when it arrives (released slots excluded) bounds what
+  the provider holds. The lowest such count, times ``ceiling_margin``, becomes a ceiling and
+  the limit is clamped to it. Below it the limit regrows quickly (+1 per success); above it only by slow
   probing (+1 per ``probe_windows`` limits' worth of successes), so the provider is not
   pushed over its cap again and again. A 429 cuts but teaches no ceiling (it is about rate,
   which the rate budget paces).
@@ -101,7 +103,10 @@ class AdaptiveLimiter:
 
     @property
     def peak_since_first_cut(self) -> int:
-        """Most calls in flight at once after the first cut (0 before any cut)."""
+        """Most calls in flight when a call was admitted after the first cut (0 before any).
+
+        Calls admitted before a cut drain by themselves; this is the concurrency the limiter
+        chose once it had learned the provider pushes back."""
         return self._peak_since_cut if self._generation else 0
 
     @property
@@ -180,6 +185,17 @@ class AdaptiveLimiter:
         self._limit = min(limit, float(self.maximum))
         self._wake()
 
+    def hint(self, allowed: int) -> None:
+        """The provider says about ``allowed`` calls could run now (from its rate headers).
+
+        During slow start the limit jumps there (up to ``maximum``) instead of doubling its
+        way up round trip by round trip; afterwards hints are ignored: push-back is the
+        better signal.
+        """
+        if self._slow_start and allowed > self._limit:
+            self._limit = float(min(allowed, self.maximum))
+            self._wake()
+
     def on_overload(self, ticket: LimiterTicket, *, capacity: bool) -> bool:
         """The provider pushed back on the call with ``ticket``; cut once per window.
 
@@ -187,9 +203,15 @@ class AdaptiveLimiter:
         teaches the ceiling. Returns True when the limit was cut.
         """
         if capacity:
-            cap = max(self.minimum, math.floor((ticket.position - 1) * self.ceiling_margin))
+            # The calls still in flight when one is refused are about what the provider
+            # holds (those also being refused leave soon after): the lowest such count in
+            # an episode estimates its capacity.
+            held = min(ticket.position - 1, self._in_flight)
+            cap = max(self.minimum, math.floor(held * self.ceiling_margin))
             if self._ceiling is None or cap < self._ceiling:
                 self._ceiling = cap
+                # Calls already admitted drain by themselves; admit no more than the cap.
+                self._limit = min(self._limit, float(cap))
         now = self._clock()
         if ticket.generation != self._generation or now - self._last_cut_at < self.cooldown_s:
             return False
@@ -197,5 +219,5 @@ class AdaptiveLimiter:
         self._limit = max(float(self.minimum), self._limit * self.decrease_factor)
         self._generation += 1
         self._last_cut_at = now
-        self._peak_since_cut = self._in_flight
+        self._peak_since_cut = 0
         return True

@@ -9,7 +9,8 @@ for a real provider; less for a time-compressed simulator) and holds ``burst_s``
 worth. Response headers teach the rest:
 
 * ``x-ratelimit-limit-*`` sets the limit (a configured one stays an upper bound);
-* ``x-ratelimit-remaining-*`` pulls the local level down to what the provider says is left;
+* ``x-ratelimit-remaining-*`` resets the local level to what the provider says is left (less
+  what calls not yet sent have taken);
 * ``x-ratelimit-remaining-*`` with ``x-ratelimit-reset-*`` (time until the provider's bucket is
   full again) satisfy ``remaining + rate * reset = capacity`` for the provider's own bucket;
   a least-squares fit over recent responses gives its true refill rate and capacity, so pacing
@@ -22,16 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-__all__ = ["RateBudget", "parse_duration"]
+__all__ = ["Permit", "RateBudget", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _FIT_POINTS = 64
+_MARGIN = 0.01
 
 
 def parse_duration(value: str | None) -> float | None:
@@ -126,7 +130,12 @@ class _Bucket:
             self.level -= min(amount, self.capacity)
 
     def observe(
-        self, limit: float | None, remaining: float | None, reset_s: float | None, now: float
+        self,
+        limit: float | None,
+        remaining: float | None,
+        reset_s: float | None,
+        now: float,
+        pending: float,
     ) -> None:
         if limit is None or limit <= 0:
             return
@@ -141,7 +150,13 @@ class _Bucket:
         if reset_s is not None:
             self.points.append((remaining, reset_s))
             self._fit(limit)
-        self.level = min(self.level, self.capacity, remaining)
+        # The provider's word is fresher than our model of its bucket, in both directions
+        # (a too-slow local refill must not starve calls the provider would accept). Budget
+        # taken for calls it has not seen yet is not in its ``remaining``: subtract it, or it
+        # would be spent twice.
+        # A small margin covers calls sent but still on their way to the provider.
+        margin = _MARGIN * self.capacity
+        self.level = min(self.capacity, remaining - pending - margin)
 
     def _fit(self, limit: float) -> None:
         """Least squares of ``remaining = capacity - rate * reset`` over recent responses."""
@@ -166,6 +181,15 @@ class _Bucket:
             self.fit_capacity = capacity
 
 
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Budget taken by one call: what was deducted locally, and how long it waited."""
+
+    requests: int
+    tokens: int
+    waited_s: float
+
+
 class RateBudget:
     """RPM/TPM pacing shared by every call of one gateway. See the module docstring."""
 
@@ -178,18 +202,28 @@ class RateBudget:
         window_s: float = 60.0,
         burst_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         now = clock()
         self._requests = _Bucket(float(rpm) if rpm else None, window_s, burst_s, now)
         self._tokens = _Bucket(float(tpm) if tpm else None, window_s, burst_s, now)
         self._learn = learn
         self._clock = clock
-        self._sleep = sleep
+        self._changed = asyncio.Event()
         self._paused_until = -math.inf
         self._lock = asyncio.Lock()
+        self._pending_requests = 0
+        self._pending_tokens = 0
         self.waited_s = 0.0
         """Total seconds calls spent waiting for budget (summed over calls)."""
+
+    @property
+    def active(self) -> bool:
+        """Some limit is known (configured or learned), or calls are paused."""
+        return self._requests.active or self._tokens.active or self._paused_until > self._clock()
+
+    def stale(self, permit: Permit) -> bool:
+        """The permit was free (no limit known then) but limits are known now."""
+        return permit.requests == 0 and permit.tokens == 0 and self.active
 
     @property
     def rpm(self) -> int | None:
@@ -202,6 +236,18 @@ class RateBudget:
         """The tokens-per-minute limit in force (configured and/or learned)."""
         value = self._tokens.per_minute
         return None if value is None else int(value)
+
+    def available(self, tokens: int) -> int | None:
+        """Calls of ``tokens`` tokens the budget would admit right now (None: no limit known)."""
+        counts = []
+        now = self._clock()
+        if self._requests.active:
+            self._requests.refill(now)
+            counts.append(self._requests.level)
+        if self._tokens.active:
+            self._tokens.refill(now)
+            counts.append(self._tokens.level / max(1, tokens))
+        return max(0, int(min(counts))) if counts else None
 
     def describe(self) -> dict[str, float | None]:
         """Limits, fitted refill rates (per second) and capacities, for stats."""
@@ -219,26 +265,40 @@ class RateBudget:
             self._paused_until - now, self._requests.wait_for(1), self._tokens.wait_for(tokens)
         )
 
-    async def acquire(self, tokens: int) -> float:
-        """Take one request and ``tokens`` tokens, waiting for them; returns seconds waited."""
-        if (
-            not self._requests.active
-            and not self._tokens.active
-            and (self._paused_until <= self._clock())
-        ):
-            return 0.0
+    async def acquire(self, tokens: int) -> Permit:
+        """Take one request and ``tokens`` tokens, waiting for them.
+
+        Hand the returned permit to :meth:`dispatched` when the request is sent.
+        """
+        if not self.active:
+            return Permit(0, 0, 0.0)
         waited = 0.0
         async with self._lock:
             while True:
-                delay = self._delay(self._clock(), tokens)
+                now = self._clock()
+                delay = self._delay(now, tokens)
                 if delay <= 0:
                     break
-                await self._sleep(delay)
-                waited += delay
-            self._requests.take(1)
-            self._tokens.take(tokens)
+                # Sleep until the budget should suffice, or until a response says otherwise.
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._changed.wait()
+                waited += self._clock() - now
+            permit = Permit(
+                1 if self._requests.active else 0, tokens if self._tokens.active else 0, waited
+            )
+            self._requests.take(permit.requests)
+            self._tokens.take(permit.tokens)
+        self._pending_requests += permit.requests
+        self._pending_tokens += permit.tokens
         self.waited_s += waited
-        return waited
+        return permit
+
+    def dispatched(self, permit: Permit) -> None:
+        """The call holding ``permit`` is being sent: the provider will count it itself."""
+        self._pending_requests -= permit.requests
+        self._pending_tokens -= permit.tokens
 
     def correct(self, estimated: int, charged: int) -> None:
         """Replace a call's token estimate by what the provider charged for it."""
@@ -251,11 +311,13 @@ class RateBudget:
     def pause(self, seconds: float) -> None:
         """No call starts for ``seconds`` (the provider said so with ``retry-after``)."""
         self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+        self._changed.set()
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn limits and remaining budget from ``x-ratelimit-*`` response headers."""
         if not self._learn:
             return
+        self._changed.set()
         now = self._clock()
         for bucket, kind in ((self._requests, "requests"), (self._tokens, "tokens")):
             bucket.observe(
@@ -263,4 +325,5 @@ class RateBudget:
                 _number(headers, f"x-ratelimit-remaining-{kind}"),
                 parse_duration(headers.get(f"x-ratelimit-reset-{kind}")),
                 now,
+                self._pending_requests if kind == "requests" else self._pending_tokens,
             )
