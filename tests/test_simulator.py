@@ -92,6 +92,22 @@ async def test_json_schema_output_is_valid_and_grounded() -> None:
         assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+async def test_strings_prefer_the_evidence_over_the_instructions() -> None:
+    evidence_lines = [line for line in EVIDENCE.splitlines() if line.startswith("[#")]
+    async with run_simulator("unlimited") as sim:
+        client = client_for(sim.base_url)
+        result = await client.chat.completions.parse(
+            model="gpt-4o-mini", messages=MESSAGES, response_format=Ideas
+        )
+    parsed = result.choices[0].message.parsed
+    assert parsed is not None
+    for idea in parsed.ideas:
+        for text in (idea.rationale, *idea.risks):
+            first = text.split(".")[0]
+            assert any(first in line for line in evidence_lines), text
+        assert "Propose savings products" not in idea.rationale
+
+
 async def test_list_lengths_vary_around_the_mean() -> None:
     class Names(BaseModel):
         names: list[str]

@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 _CHUNK_ID = re.compile(r"\[#(\d+)\]")
+# Evidence is one ``[#id] text`` line per chunk; a chunk's own paragraphs stay on its line
+# or follow it, so a paragraph is split on blank lines and on lines starting a new marker.
+_PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\[#\d+\])")
 # A sentence runs to a line end or to . ! ? followed by a space; "3.5" and "e.g." stay whole.
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?=[^\s.!?])[^.!?\n]*)*[.!?]*")
 _SHORT_FIELD = (
@@ -47,6 +50,8 @@ class Material:
 
     sentences: tuple[str, ...]
     chunk_ids: tuple[int, ...]
+    grounded: tuple[str, ...] = ()
+    """Sentences of the paragraphs that carry a chunk id: the evidence proper."""
 
 
 def message_text(content: Any) -> str:
@@ -87,10 +92,15 @@ def material_for(messages: list[dict[str, Any]]) -> Material:
     Extraction is linear in the prompt and cached per message text, since system prompts and
     evidence blocks recur across calls, nodes and retries.
     """
-    if len(messages) == 1:
-        return _message_material(message_text(messages[0].get("content")))
     parts = [_message_material(message_text(m.get("content"))) for m in messages]
-    sentences = tuple(dict.fromkeys(s for p in parts for s in p.sentences if s is not _FALLBACK))
+    if len(parts) == 1 and not parts[0].grounded:
+        return parts[0]
+    # Sentences of the evidence (text that follows an [#id]) are preferred: they are what a
+    # grounded answer would draw on, where the rest of a prompt is mostly instructions.
+    grounded = tuple(dict.fromkeys(s for p in parts for s in p.grounded))
+    sentences = grounded or tuple(
+        dict.fromkeys(s for p in parts for s in p.sentences if s is not _FALLBACK)
+    )
     ids = tuple(dict.fromkeys(i for p in parts for i in p.chunk_ids))
     return Material(sentences or (_FALLBACK,), ids)
 
@@ -108,14 +118,27 @@ def _message_material(text: str) -> Material:
     return material
 
 
-def _extract(text: str) -> Material:
-    ids = tuple(dict.fromkeys(int(m) for m in _CHUNK_ID.findall(text)))
+def _sentences_of(text: str) -> list[str]:
     sentences: list[str] = []
     for raw in _SENTENCE.findall(_CHUNK_ID.sub(" ", text)):
         words = raw.split()
         if len(words) >= 4:
             sentences.append(" ".join(words[:40]).lstrip("-*#>|: "))
-    return Material(tuple(dict.fromkeys(sentences)) or (_FALLBACK,), ids)
+    return sentences
+
+
+def _evidence_text(text: str) -> str:
+    """The paragraphs that carry an ``[#id]`` marker (evidence or cited findings)."""
+    return "\n".join(p for p in _PARAGRAPH.split(text) if _CHUNK_ID.search(p))
+
+
+def _extract(text: str) -> Material:
+    ids = tuple(dict.fromkeys(int(m) for m in _CHUNK_ID.findall(text)))
+    sentences = _sentences_of(text)
+    grounded = _sentences_of(_evidence_text(text)) if ids else []
+    return Material(
+        tuple(dict.fromkeys(sentences)) or (_FALLBACK,), ids, tuple(dict.fromkeys(grounded))
+    )
 
 
 def request_key(body: dict[str, Any], seed: int) -> bytes:
