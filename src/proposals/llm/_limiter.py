@@ -19,7 +19,7 @@ The limit starts at ``start`` and stays within ``[minimum, maximum]``.
   which the rate budget paces).
 * **Additive increase.** With no known ceiling, +1 per limit's worth of successes.
 
-Only successes of calls that found the limit saturated grow it: a limit nobody uses tells
+Only successes while at least half the limit is in use grow it: a limit nobody uses tells
 nothing about the provider.
 """
 
@@ -45,7 +45,7 @@ class LimiterTicket:
     position: int
     """Calls in flight right after this one was admitted (itself included)."""
     saturated: bool
-    """The limit was fully used (or calls were waiting) when this call was admitted."""
+    """At least half the limit was in use (or calls were waiting) when this was admitted."""
     started_at: float
 
 
@@ -125,8 +125,8 @@ class AdaptiveLimiter:
 
     # --- admission --------------------------------------------------------------------------
     def _admit(self) -> LimiterTicket:
-        saturated = bool(self._waiters) or self._in_flight + 1 >= self.limit
         self._in_flight += 1
+        saturated = bool(self._waiters) or self._in_flight >= self._limit / 2
         self._peak = max(self._peak, self._in_flight)
         if self._generation:
             self._peak_since_cut = max(self._peak_since_cut, self._in_flight)
@@ -173,7 +173,8 @@ class AdaptiveLimiter:
     # --- feedback ---------------------------------------------------------------------------
     def on_success(self, ticket: LimiterTicket) -> None:
         """A call admitted with ``ticket`` succeeded: grow the limit if it was in use."""
-        if not ticket.saturated:
+        busy = self._in_flight + len(self._waiters) >= self._limit / 2
+        if not (ticket.saturated or busy):
             return
         limit = self._limit
         if self._slow_start or (self._ceiling is not None and limit + 1 <= self._ceiling):
