@@ -426,7 +426,12 @@ class LLMGateway:
         call_id = next(self._ids)
         self._counts["calls"] += 1
         started = time.monotonic()
-        base = {"call_id": call_id, "run_id": tags.run_id, "node": tags.node, "model": model}
+        base: dict[str, Any] = {
+            "call_id": call_id,
+            "run_id": tags.run_id,
+            "node": tags.node,
+            "model": model,
+        }
         self._emit(CallStarted(**base))
         try:
             result = await self._complete(
@@ -486,17 +491,25 @@ class LLMGateway:
         if use_cache and self._cache is not None:
             hit = await self._cache_get(key)
             if hit is not None:
-                parsed = _try_parse(schema, hit.text)
-                if schema is None or parsed is not None:
-                    usage = Usage(
+                cached_parsed = _try_parse(schema, hit.text)
+                if schema is None or cached_parsed is not None:
+                    cached_usage = Usage(
                         prompt_tokens=hit.prompt_tokens,
                         completion_tokens=hit.completion_tokens,
                         cached=True,
                     )
-                    self._ledger.add(tags, usage)
-                    await self._record_usage(key, model, tags, usage)
+                    self._ledger.add(tags, cached_usage)
+                    await self._record_usage(key, model, tags, cached_usage)
                     return LLMResult(
-                        hit.text, parsed, usage, True, hit.model, hit.finish_reason, 0, key, call_id
+                        hit.text,
+                        cached_parsed,
+                        cached_usage,
+                        True,
+                        hit.model,
+                        hit.finish_reason,
+                        0,
+                        key,
+                        call_id,
                     )
 
         prompt_estimate = estimate_prompt_tokens(msgs)
@@ -607,9 +620,9 @@ class LLMGateway:
                 async with asyncio.timeout(timeout_s):
                     raw = await self._client.chat.completions.with_raw_response.create(
                         model=model,
-                        messages=msgs,
+                        messages=msgs,  # type: ignore[arg-type]
                         timeout=timeout_s,
-                        **kwargs,  # type: ignore[arg-type]
+                        **kwargs,
                     )
                 completion = raw.parse()
             except (openai.OpenAIError, TimeoutError) as exc:

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import openai
 
@@ -73,7 +73,12 @@ def _status_failure(exc: openai.APIStatusError) -> Failure:
     headers = {k.lower(): v for k, v in exc.response.headers.items()}
     message = exc.message
     retry_after = parse_retry_after(headers)
-    common = {"message": message, "status": status, "code": code, "headers": headers}
+    common: dict[str, Any] = {
+        "message": message,
+        "status": status,
+        "code": code,
+        "headers": headers,
+    }
     if status == 429:
         if code == "insufficient_quota" or exc.type == "insufficient_quota":
             return Failure("fatal", "insufficient_quota", **common)
@@ -129,10 +134,10 @@ class RetryPolicy:
 
     def delay(self, attempt: int, failure: Failure, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (1 for the first retry)."""
-        rng = rng or random
+        draw = (rng or random).random
         if failure.retry_after is not None:
             wait = min(failure.retry_after, self.max_retry_after_s)
             # Never earlier than asked; a little later, spread, so waiters do not stampede.
-            return wait * (1.0 + 0.2 * rng.random()) + 0.05 * self.base_s * rng.random()
+            return wait * (1.0 + 0.2 * draw()) + 0.05 * self.base_s * draw()
         ceiling = min(self.max_s, self.base_s * 2 ** (attempt - 1))
-        return ceiling / 2 + rng.random() * ceiling / 2
+        return ceiling / 2 + draw() * ceiling / 2
