@@ -13,8 +13,7 @@ from pathlib import Path
 
 def discover() -> list[str]:
     folder = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(folder)])
-                  if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
 
 
 def run(names: list[str]) -> int:
@@ -31,8 +30,11 @@ def run(names: list[str]) -> int:
         except Exception:
             traceback.print_exc()
             code = 1
-        print(f"== bench.{name}: {'ok' if not code else 'FAILED'} "
-              f"in {time.perf_counter() - started:.1f}s", flush=True)
+        print(
+            f"== bench.{name}: {'ok' if not code else 'FAILED'} "
+            f"in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
         if code:
             failed.append(name)
     return 1 if failed else 0

@@ -54,10 +54,21 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
         ingest_s = time.monotonic() - t0
         rss_after_ingest = _peak_rss_mib()
         profiles = [
-            Profile(name="young urban savers", description="18-30, smartphone-first, irregular surpluses"),
-            Profile(name="rural smallholder families", description="seasonal income, agents, remittances"),
-            Profile(name="informal micro-entrepreneurs", description="daily cash flows, no payroll, shop owners"),
-            Profile(name="retirees on pensions", description="fixed monthly income, low digital skills"),
+            Profile(
+                name="young urban savers",
+                description="18-30, smartphone-first, irregular surpluses",
+            ),
+            Profile(
+                name="rural smallholder families",
+                description="seasonal income, agents, remittances",
+            ),
+            Profile(
+                name="informal micro-entrepreneurs",
+                description="daily cash flows, no payroll, shop owners",
+            ),
+            Profile(
+                name="retirees on pensions", description="fixed monthly income, low digital skills"
+            ),
         ]
         request = ProposalRequest(
             brief="savings, microinsurance and payment products for low- and middle-income households",
@@ -78,8 +89,12 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
                     now = time.monotonic() - started
                     if event.type == "call":
                         if event.phase == "finished":
-                            calls.append({"p": event.prompt_tokens, "c": event.completion_tokens, "t": now})
-                        elif event.phase == "failed" and "ContextOverflowError" in (event.detail or ""):
+                            calls.append(
+                                {"p": event.prompt_tokens, "c": event.completion_tokens, "t": now}
+                            )
+                        elif event.phase == "failed" and "ContextOverflowError" in (
+                            event.detail or ""
+                        ):
                             overflow_calls += 1
                     elif event.type in ("node_started", "node_finished"):
                         node_time.setdefault(event.node, []).append(round(now, 2))
@@ -95,16 +110,27 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
     rps = profile.theoretical_rps(round(avg_p), round(avg_c))
     bound = n / rps if rps > 0 else 0.0
     return {
-        "scale": {"themes": 9, "countries": len(COUNTRIES), "profiles": 4, "lenses": 4,
-                  "lens_items": 9 * len(COUNTRIES) * 4 * 4, "context_window": 32_768},
-        "simulator": {"profile": PROFILE, "time_scale": TIME_SCALE, "rpm": profile.rpm,
-                      "tpm": profile.tpm, "max_connections": profile.max_connections},
+        "scale": {
+            "themes": 9,
+            "countries": len(COUNTRIES),
+            "profiles": 4,
+            "lenses": 4,
+            "lens_items": 9 * len(COUNTRIES) * 4 * 4,
+            "context_window": 32_768,
+        },
+        "simulator": {
+            "profile": PROFILE,
+            "time_scale": TIME_SCALE,
+            "rpm": profile.rpm,
+            "tpm": profile.tpm,
+            "max_connections": profile.max_connections,
+        },
         "status": result.status,
         "wall_s": round(wall, 2),
         "lower_bound_s": round(bound, 2),
         "lower_bound_note": "calls / profile.theoretical_rps(mean prompt, mean completion): "
-                            "the least of RPM, TPM and connections/latency, without the "
-                            "graph's sequential stages or retrieval time",
+        "the least of RPM, TPM and connections/latency, without the "
+        "graph's sequential stages or retrieval time",
         "wall_over_bound": round(wall / bound, 2) if bound else None,
         "calls": n,
         "prompt_tokens": prompt,
@@ -126,8 +152,18 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
         "ingest_s": round(ingest_s, 2),
         "ingested_documents": len(report.added) + len(report.unchanged),
         "node_times_s": node_time,
-        "gateway": {k: gw[k] for k in ("limit", "peak_in_flight", "limit_cuts", "http_requests",
-                                        "retries_by_cause", "failures_by_cause", "rate_wait_s")},
+        "gateway": {
+            k: gw[k]
+            for k in (
+                "limit",
+                "peak_in_flight",
+                "limit_cuts",
+                "http_requests",
+                "retries_by_cause",
+                "failures_by_cause",
+                "rate_wait_s",
+            )
+        },
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
@@ -142,16 +178,32 @@ def main() -> dict[str, Any]:
             del os.environ[key]
     from proposals.simulator import SimulatorProcess
 
-    with tempfile.TemporaryDirectory(prefix="proposals-bench-") as tmp, SimulatorProcess(
-        PROFILE, time_scale=TIME_SCALE
-    ) as sim:
+    with (
+        tempfile.TemporaryDirectory(prefix="proposals-bench-") as tmp,
+        SimulatorProcess(PROFILE, time_scale=TIME_SCALE) as sim,
+    ):
         out = asyncio.run(_run(Path(tmp), sim.base_url, sim.profile))
         out["simulator_stats"] = sim.stats()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: out[k] for k in ("status", "wall_s", "lower_bound_s", "calls",
-                                          "total_tokens", "retries", "failed_items",
-                                          "overflow_errors_reaching_graph", "peak_rss_mib")}))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "status",
+                    "wall_s",
+                    "lower_bound_s",
+                    "calls",
+                    "total_tokens",
+                    "retries",
+                    "failed_items",
+                    "overflow_errors_reaching_graph",
+                    "peak_rss_mib",
+                )
+            }
+        )
+    )
     return out
 
 

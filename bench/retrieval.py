@@ -67,10 +67,12 @@ async def _ingest_throughput(settings: Settings, embedder: LocalEmbedder) -> dic
     }
 
 
-async def _build_synthetic(db: Database, embedder: LocalEmbedder, texts: list[str],
-                           rng: random.Random) -> dict:
-    sentences = sorted({s.strip() for t in texts for s in _SENT.split(" ".join(t.split()))
-                        if len(s.split()) >= 5})
+async def _build_synthetic(
+    db: Database, embedder: LocalEmbedder, texts: list[str], rng: random.Random
+) -> dict:
+    sentences = sorted(
+        {s.strip() for t in texts for s in _SENT.split(" ".join(t.split())) if len(s.split()) >= 5}
+    )
     t0 = time.perf_counter()
     sent_vecs = await embedder.embed(sentences)
     sentence_embed_s = time.perf_counter() - t0
@@ -111,32 +113,46 @@ async def _build_synthetic(db: Database, embedder: LocalEmbedder, texts: list[st
             await ensure_index(conn, embedder.name, embedder.dim)
             await conn.execute("DROP INDEX chunks_embedding_hnsw")  # bulk load, then build
         async with conn.cursor() as cur:
-            async with cur.copy("COPY documents (id, path, title, content_hash, doc_type, "
-                                "country, embedding_model) FROM STDIN") as copy:
+            async with cur.copy(
+                "COPY documents (id, path, title, content_hash, doc_type, "
+                "country, embedding_model) FROM STDIN"
+            ) as copy:
                 doc_meta = []
                 for d in range(1, n_docs + 1):
                     cc = rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]
                     dt = rng.choice(DOC_TYPES)
                     doc_meta.append((cc, dt))
-                    await copy.write_row((d, f"/synthetic/{d}.md", f"Synthetic document {d}",
-                                          f"{d:064x}", dt, cc, embedder.name))
-            async with cur.copy("COPY chunks (document_id, ord, text, section, token_count, "
-                                "country, doc_type, embedding) FROM STDIN WITH (FORMAT BINARY)"
-                                ) as copy:
-                copy.set_types(["int8", "int4", "text", "text", "int4", "text", "text",
-                                "vector"])
+                    await copy.write_row(
+                        (
+                            d,
+                            f"/synthetic/{d}.md",
+                            f"Synthetic document {d}",
+                            f"{d:064x}",
+                            dt,
+                            cc,
+                            embedder.name,
+                        )
+                    )
+            async with cur.copy(
+                "COPY chunks (document_id, ord, text, section, token_count, "
+                "country, doc_type, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "int4", "text", "text", "int4", "text", "text", "vector"])
                 for d in range(1, n_docs + 1):
                     cc, dt = doc_meta[d - 1]
                     for o in range(CHUNKS_PER_DOC):
                         text, vec = make_chunk()
-                        await copy.write_row((d, o, text, f"Section {o}", len(text) // 4, cc, dt,
-                                              vec))
+                        await copy.write_row(
+                            (d, o, text, f"Section {o}", len(text) // 4, cc, dt, vec)
+                        )
         await conn.commit()
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         await conn.execute("SET maintenance_work_mem = '1GB'")
-        await conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw "
-                           "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+        await conn.execute(
+            "CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw "
+            "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
         await conn.execute("SELECT setval('documents_id_seq', %s)", (n_docs,))
         await conn.commit()
         hnsw_s = time.perf_counter() - t0
@@ -155,8 +171,9 @@ async def _build_synthetic(db: Database, embedder: LocalEmbedder, texts: list[st
     }
 
 
-async def _latency(db: Database, embedder: LocalEmbedder, sentences: list[str],
-                   rng: random.Random) -> dict:
+async def _latency(
+    db: Database, embedder: LocalEmbedder, sentences: list[str], rng: random.Random
+) -> dict:
     store = Store(db, embedder)
     queries = []
     for i in range(N_QUERIES + 20):
@@ -183,8 +200,12 @@ async def _latency(db: Database, embedder: LocalEmbedder, sentences: list[str],
         by_filter["country+type" if types else "country"].append((t2 - t1) * 1000)
 
     def summary(values: list[float]) -> dict:
-        return {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(_pct(values, 95), 2),
-                "max_ms": round(max(values), 2), "n": len(values)}
+        return {
+            "p50_ms": round(statistics.median(values), 2),
+            "p95_ms": round(_pct(values, 95), 2),
+            "max_ms": round(max(values), 2),
+            "n": len(values),
+        }
 
     return {
         "hybrid_top10_filtered_end_to_end": summary(total_ms),
@@ -215,9 +236,12 @@ async def _run() -> dict:
             latency = await _latency(db, embedder, sentences, rng)
     p95 = latency["hybrid_top10_filtered_end_to_end"]["p95_ms"]
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "load_average_1m_at_start_and_end": [load_start, round(os.getloadavg()[0], 2)]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1m_at_start_and_end": [load_start, round(os.getloadavg()[0], 2)],
+        },
         "embedding_model": embedder.name,
         "model_load_seconds": round(load_s, 2),
         "ingest_sample_corpus": throughput,
@@ -260,8 +284,12 @@ def main() -> int:
     result = asyncio.run(_run())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: result[k] for k in ("ingest_sample_corpus", "search_latency_100k",
-                                             "goal")}, indent=2))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("ingest_sample_corpus", "search_latency_100k", "goal")},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -31,62 +31,62 @@ def write(rel: str, text: str) -> None:
 
 def savings_regulation(cc: str, c: dict) -> str:
     return f"""---
-title: "{c['rule']}: rules for small household savings accounts in {c['name']}"
+title: "{c["rule"]}: rules for small household savings accounts in {c["name"]}"
 country: {cc}
 doc_type: official
-issuer: "{c['regulator']}"
+issuer: "{c["regulator"]}"
 fictional: true
 ---
-# {c['rule']}: small household savings accounts
+# {c["rule"]}: small household savings accounts
 
 > {NOTICE}
 
 ## Purpose and scope
-This circular of the {c['regulator']} sets the conditions under which regulated banks,
-cooperatives and savings banks may offer simplified household savings accounts in {c['name']}.
+This circular of the {c["regulator"]} sets the conditions under which regulated banks,
+cooperatives and savings banks may offer simplified household savings accounts in {c["name"]}.
 It applies to every account opened by a natural person whose balance stays below
-{_n(c['deposit_cap'])} {c['money']} ({c['currency']}). Accounts above that ceiling follow the general
-deposit regime. The rules take effect on 1 March {c['year']} and replace the transitional
-guidance of {c['year'] - 2}.
+{_n(c["deposit_cap"])} {c["money"]} ({c["currency"]}). Accounts above that ceiling follow the general
+deposit regime. The rules take effect on 1 March {c["year"]} and replace the transitional
+guidance of {c["year"] - 2}.
 
 ## Article 1. Opening with minimal documents
 An institution may open a simplified account with a national identity document only, without
-proof of address or income. The first deposit may be as small as {_n(c['min_deposit'])}
-{c['money']}. Remote opening by video or by an agent of the institution is allowed, provided the
+proof of address or income. The first deposit may be as small as {_n(c["min_deposit"])}
+{c["money"]}. Remote opening by video or by an agent of the institution is allowed, provided the
 customer's identity is checked against the national registry within 72 hours.
 
 ## Article 2. Deposit guarantee
 Balances in simplified accounts are covered by the deposit guarantee fund up to
-{_n(c['guarantee'])} {c['money']} per person and per institution. The institution must state the
+{_n(c["guarantee"])} {c["money"]} per person and per institution. The institution must state the
 coverage on the first screen of its app and on every paper statement, in a font no smaller
 than the body text.
 
 ## Article 3. Indexation
-Institutions may denominate a simplified account in {c['index_unit']}. The value of one
-{c['index_short']} is published every business day by the {c['stats']}. An account held in
-{c['index_short']} may not charge a withdrawal fee during the first two withdrawals of each
+Institutions may denominate a simplified account in {c["index_unit"]}. The value of one
+{c["index_short"]} is published every business day by the {c["stats"]}. An account held in
+{c["index_short"]} may not charge a withdrawal fee during the first two withdrawals of each
 calendar month.
 
 ## Article 4. Fees and withdrawals
 No maintenance fee may be charged while the balance is below 10 percent of the ceiling.
-Withdrawal fees may not exceed {c['fee_pct']} percent of the amount withdrawn. Institutions must
+Withdrawal fees may not exceed {c["fee_pct"]} percent of the amount withdrawn. Institutions must
 allow at least four free withdrawals per month at their own branches or agents.
 
 ## Article 5. Commitment features
 An institution may offer commitment savings: the customer chooses a goal, an amount and a date,
 and agrees not to withdraw before that date except in an emergency declared in the account
 terms (illness, death of a household member, loss of the dwelling). The practice known locally
-as the *{c['rare_term']}*, {c['rare_meaning']}, is recognised as a commitment feature under this
+as the *{c["rare_term"]}*, {c["rare_meaning"]}, is recognised as a commitment feature under this
 article, and the institution must show the maturity calendar in advance.
 
 ## Article 6. Reporting
-Each institution reports quarterly to the {c['reg_short']} the number of simplified accounts,
+Each institution reports quarterly to the {c["reg_short"]} the number of simplified accounts,
 the average balance, the share of dormant accounts (no movement for 180 days) and complaints
 received. Dormant balances may never be absorbed by the institution; after 5 years they are
 transferred to the national unclaimed-funds registry and remain claimable.
 
 ## Article 7. Sanctions
-Breaches are sanctioned under the general regime of the {c['reg_short']}. A repeated failure to
+Breaches are sanctioned under the general regime of the {c["reg_short"]}. A repeated failure to
 display deposit-guarantee information is a serious infringement.
 """
 
@@ -114,10 +114,19 @@ def statistics_json(cc: str, c: dict) -> str:
             "adults_who_made_a_digital_payment_pct": c["digital_pay_pct"],
         },
         "how_households_save": [
-            {"name": "Formal savings account", "share_of_savers_pct": round(c["saving_pct"] * 0.9, 1)},
-            {"name": "Cash kept at home", "share_of_savers_pct": round(100 - c["banked_pct"] + 12, 1)},
-            {"name": "Informal groups", "share_of_savers_pct": round(c["informal_pct"] / 2, 1),
-             "note": f"mostly {c['informal_saving']}"},
+            {
+                "name": "Formal savings account",
+                "share_of_savers_pct": round(c["saving_pct"] * 0.9, 1),
+            },
+            {
+                "name": "Cash kept at home",
+                "share_of_savers_pct": round(100 - c["banked_pct"] + 12, 1),
+            },
+            {
+                "name": "Informal groups",
+                "share_of_savers_pct": round(c["informal_pct"] / 2, 1),
+                "note": f"mostly {c['informal_saving']}",
+            },
             {"name": "Durable goods and livestock", "share_of_savers_pct": 9.4},
         ],
         "insurance": {
@@ -141,26 +150,26 @@ def statistics_json(cc: str, c: dict) -> str:
 def payments_rule_html(cc: str, c: dict) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>{c['pay_rule']}: instant payments and e-wallets for households ({c['name']})</title>
+<title>{c["pay_rule"]}: instant payments and e-wallets for households ({c["name"]})</title>
 <meta name="country" content="{cc}"><meta name="doc_type" content="official">
 </head><body>
 <p><strong>{NOTICE}</strong></p>
-<h1>{c['pay_rule']}</h1>
-<p>Issued by the {c['regulator']}. This rule governs electronic wallets and instant transfers
-used by households in {c['name']}, including wallets run by non-bank payment institutions.</p>
+<h1>{c["pay_rule"]}</h1>
+<p>Issued by the {c["regulator"]}. This rule governs electronic wallets and instant transfers
+used by households in {c["name"]}, including wallets run by non-bank payment institutions.</p>
 <h2>1. Safeguarding of customer funds</h2>
 <p>Wallet providers must hold 100 percent of customer balances in segregated accounts at
 regulated banks or in government bills with a maturity below 90 days. Customer money may not
 be lent out or used to pay the provider's expenses.</p>
 <h2>2. Limits for simplified wallets</h2>
 <ul>
-<li>Maximum balance: {_n(c['deposit_cap'] // 10)} {c['money']}.</li>
-<li>Maximum monthly transfers out: {_n(c['transfer_cap'])} {c['money']}.</li>
+<li>Maximum balance: {_n(c["deposit_cap"] // 10)} {c["money"]}.</li>
+<li>Maximum monthly transfers out: {_n(c["transfer_cap"])} {c["money"]}.</li>
 <li>Instant transfers between any two wallets or accounts must settle within 10 seconds,
 24 hours a day, 7 days a week.</li>
 </ul>
 <h2>3. Fees</h2>
-<p>Person-to-person transfers below {_n(c['transfer_cap'] // 20)} {c['money']} are free of charge.
+<p>Person-to-person transfers below {_n(c["transfer_cap"] // 20)} {c["money"]} are free of charge.
 Merchant fees may not exceed 1.2 percent of the payment. A provider that advertises a wallet
 as free must not charge for cash-in at its own agents.</p>
 <h2>4. Fraud and reversals</h2>
@@ -171,25 +180,25 @@ as free must not charge for cash-in at its own agents.</p>
 <p>Every wallet must be reachable through the national QR standard and must accept
 transfers addressed by phone number. Closed-loop wallets have 12 months to comply.</p>
 <h2>6. Distribution through agents</h2>
-<p>Cash-in and cash-out may be offered through {c['channel']}. Agents must display the
-provider's fee table and the complaint channel of the {c['reg_short']}.</p>
+<p>Cash-in and cash-out may be offered through {c["channel"]}. Agents must display the
+provider's fee table and the complaint channel of the {c["reg_short"]}.</p>
 </body></html>"""
 
 
 def market_study_txt(cc: str, c: dict) -> str:
-    return f"""Market study: household savings and microinsurance in {c['name']} ({c['year']})
+    return f"""Market study: household savings and microinsurance in {c["name"]} ({c["year"]})
 =================================================================
 
 {NOTICE}
 
-Prepared by the research unit of {c['provider']} for internal planning. Sources: the
-{c['stats_short']} household finance survey, supervisory data of the {c['reg_short']} and 40
-focus groups held in {c['region']}.
+Prepared by the research unit of {c["provider"]} for internal planning. Sources: the
+{c["stats_short"]} household finance survey, supervisory data of the {c["reg_short"]} and 40
+focus groups held in {c["region"]}.
 
 Summary
 -------
 
-{c['saving_pct']} percent of households saved something in the last year, but only a minority did so
+{c["saving_pct"]} percent of households saved something in the last year, but only a minority did so
 in a formal product. Households prefer liquidity: they fear losing access to money in an
 emergency more than they value interest. The most promising product designs combine a savings
 account that is easy to open with a small insurance cover and a commitment feature.
@@ -197,29 +206,29 @@ account that is easy to open with a small insurance cover and a commitment featu
 Demand
 ------
 
-Low-income households in {c['name']} save in irregular amounts, typically after a good week of
-sales or a seasonal payment. Focus-group participants described {c['informal_saving']} as their
+Low-income households in {c["name"]} save in irregular amounts, typically after a good week of
+sales or a seasonal payment. Focus-group participants described {c["informal_saving"]} as their
 main method. Savers distrust products that lock money for long periods unless they can see the
-date they will get it back. The practice called {c['rare_term']} ({c['rare_meaning']}) was
+date they will get it back. The practice called {c["rare_term"]} ({c["rare_meaning"]}) was
 mentioned spontaneously in 11 of the 40 groups as a method that "forces" discipline.
 
-Inflation matters: with consumer prices rising {c['inflation_pct']} percent a year, savers
+Inflation matters: with consumer prices rising {c["inflation_pct"]} percent a year, savers
 compare any nominal interest rate against prices at the market. Accounts denominated in
-{c['index_short']} were understood by only a third of participants, but once explained, most
+{c["index_short"]} were understood by only a third of participants, but once explained, most
 preferred them.
 
 Supply
 ------
 
-The {c['rule']} allows simplified accounts with a single identity document. Cooperatives have
-been the fastest adopters. Digital wallets grew quickly: {c['digital_pay_pct']} percent of adults
+The {c["rule"]} allows simplified accounts with a single identity document. Cooperatives have
+been the fastest adopters. Digital wallets grew quickly: {c["digital_pay_pct"]} percent of adults
 made at least one digital payment, but balances in wallets are small and move out within days.
 
 Insurance
 ---------
 
-Only {c['insured_pct']} percent of households hold any insurance. The risk most feared is
-{c['hazard']}. Products that pay a fixed sum quickly after an event (parametric cover) tested
+Only {c["insured_pct"]} percent of households hold any insurance. The risk most feared is
+{c["hazard"]}. Products that pay a fixed sum quickly after an event (parametric cover) tested
 better than indemnity products that require an adjuster's visit.
 
 Recommendations
@@ -227,54 +236,54 @@ Recommendations
 
 1. Bundle a free small life or home cover with any savings balance above a threshold.
 2. Offer goal-based commitment savings with a visible maturity calendar.
-3. Distribute through {c['channel']}.
-4. Denominate long-term goals in {c['index_short']} where inflation is high.
+3. Distribute through {c["channel"]}.
+4. Denominate long-term goals in {c["index_short"]} where inflation is high.
 5. Measure success by active savers after 6 months, not by accounts opened.
 """
 
 
 def savings_product_md(cc: str, c: dict) -> str:
     return f"""---
-title: "{c['savings_product']} ({c['savings_code']}) - product sheet"
+title: "{c["savings_product"]} ({c["savings_code"]}) - product sheet"
 country: {cc}
 doc_type: product_description
-provider: "{c['provider']}"
+provider: "{c["provider"]}"
 fictional: true
 ---
-# {c['savings_product']}
+# {c["savings_product"]}
 
 > {NOTICE}
 
-Product code **{c['savings_code']}**, offered by {c['provider']} under the {c['rule']}.
+Product code **{c["savings_code"]}**, offered by {c["provider"]} under the {c["rule"]}.
 
 ## Who it is for
 Households with irregular income who want to put money aside for a goal: school fees, a
 roof repair, a festival, or a cushion for emergencies. No proof of income is needed.
 
 ## How it works
-- Open with an identity document at {c['channel']} or in the app.
-- Minimum deposit: {_n(c['min_deposit'])} {c['money']}; maximum balance
-  {_n(c['deposit_cap'])} {c['money']}.
+- Open with an identity document at {c["channel"]} or in the app.
+- Minimum deposit: {_n(c["min_deposit"])} {c["money"]}; maximum balance
+  {_n(c["deposit_cap"])} {c["money"]}.
 - Choose up to three goals, each with a target amount and a date. Money assigned to a goal is
   locked until its date, except for declared emergencies.
 - Optional round-up: every payment made with the linked card is rounded up to the next
-  100 {c['money']} and the difference is saved.
-- Balances can be held in {c['money']} or in {c['index_short']}.
+  100 {c["money"]} and the difference is saved.
+- Balances can be held in {c["money"]} or in {c["index_short"]}.
 
 ## Interest and fees
-- Nominal annual rate: {c['rate_pct']} percent on balances in {c['money']}; balances in
-  {c['index_short']} earn 1.5 percent above the index.
-- No maintenance fee. Four free withdrawals a month; then {c['fee_pct']} percent per withdrawal.
-- Deposit guarantee up to {_n(c['guarantee'])} {c['money']}.
+- Nominal annual rate: {c["rate_pct"]} percent on balances in {c["money"]}; balances in
+  {c["index_short"]} earn 1.5 percent above the index.
+- No maintenance fee. Four free withdrawals a month; then {c["fee_pct"]} percent per withdrawal.
+- Deposit guarantee up to {_n(c["guarantee"])} {c["money"]}.
 
 ## Extras
-Savers who keep a balance above {_n(c['min_deposit'] * 20)} {c['money']} for three months receive
-free life cover equal to twice their balance, provided by {c['insurer']}. A "savings streak"
+Savers who keep a balance above {_n(c["min_deposit"] * 20)} {c["money"]} for three months receive
+free life cover equal to twice their balance, provided by {c["insurer"]}. A "savings streak"
 badge rewards every month with at least one deposit; after 12 streak months the saver gets a
 one-off bonus of 2 percent of the average balance.
 
 ## What it is not
-It is not an investment fund: the value in {c['money']} never falls. It is not a loan product,
+It is not an investment fund: the value in {c["money"]} never falls. It is not a loan product,
 although a good saving record is shared (with consent) with the credit team.
 """
 
@@ -282,18 +291,18 @@ although a good saving record is shared (with consent) with the credit team.
 def insurance_html(cc: str, c: dict) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8">
-<title>{c['insurance_product']} ({c['insurance_code']})</title>
+<title>{c["insurance_product"]} ({c["insurance_code"]})</title>
 <meta name="country" content="{cc}"><meta name="doc_type" content="product_description">
 </head><body>
 <p><em>{NOTICE}</em></p>
-<h1>{c['insurance_product']}</h1>
-<p>Microinsurance by {c['insurer']}, product code {c['insurance_code']}, designed for
-households exposed to {c['hazard']}.</p>
+<h1>{c["insurance_product"]}</h1>
+<p>Microinsurance by {c["insurer"]}, product code {c["insurance_code"]}, designed for
+households exposed to {c["hazard"]}.</p>
 <h2>Cover</h2>
 <table>
 <tr><th>Item</th><th>Detail</th></tr>
-<tr><td>Sum insured</td><td>{_n(c['sum_insured'])} {c['money']} per dwelling</td></tr>
-<tr><td>Monthly premium</td><td>{_n(c['premium'])} {c['money']}</td></tr>
+<tr><td>Sum insured</td><td>{_n(c["sum_insured"])} {c["money"]} per dwelling</td></tr>
+<tr><td>Monthly premium</td><td>{_n(c["premium"])} {c["money"]}</td></tr>
 <tr><td>Waiting period</td><td>30 days from the first premium</td></tr>
 <tr><td>Payout</td><td>Fixed amount within 5 business days after the event is confirmed</td></tr>
 </table>
@@ -305,12 +314,12 @@ for household goods pays up to 20 percent of the sum insured against receipts or
 <h2>Eligibility</h2>
 <ul><li>Adults up to 70 years old who live in the insured dwelling.</li>
 <li>Tenants and owners alike; informal tenure is accepted with a neighbour's declaration.</li>
-<li>Premiums can be paid from the {c['savings_product']} account or in cash at agents.</li></ul>
+<li>Premiums can be paid from the {c["savings_product"]} account or in cash at agents.</li></ul>
 <h2>Exclusions</h2>
 <p>War, nuclear events, deliberate damage and dwellings built after an official evacuation
 order are excluded. Claims must be filed within 60 days.</p>
 <h2>Why it exists</h2>
-<p>Surveys of the {c['stats_short']} show that {100 - c['insured_pct']:.1f} percent of households have
+<p>Surveys of the {c["stats_short"]} show that {100 - c["insured_pct"]:.1f} percent of households have
 no insurance at all; most cite price and distrust of claims. A low premium and a fast, automatic
 payout address both.</p>
 </body></html>"""
@@ -318,33 +327,33 @@ payout address both.</p>
 
 def payments_product(cc: str, c: dict) -> tuple[str, str]:
     if cc in ("BR", "CL"):
-        text = f"""{c['payments_product']} ({c['payments_code']}): wallet and instant transfers
+        text = f"""{c["payments_product"]} ({c["payments_code"]}): wallet and instant transfers
 ==========================================
 
 {NOTICE}
 
-Provider: {c['fintech']}, a payment institution supervised under the {c['pay_rule']}.
+Provider: {c["fintech"]}, a payment institution supervised under the {c["pay_rule"]}.
 
 What it does
 ------------
 
-{c['payments_product']} is a phone wallet for households and micro-merchants. Customers receive
+{c["payments_product"]} is a phone wallet for households and micro-merchants. Customers receive
 wages and transfers, pay by QR code at shops and send money to anyone by phone number. Cash
-can be added or withdrawn at {c['channel']}.
+can be added or withdrawn at {c["channel"]}.
 
 Limits and prices
 -----------------
 
-Balance limit: {_n(c['deposit_cap'] // 10)} {c['money']}. Transfers out per month:
-{_n(c['transfer_cap'])} {c['money']}. Person-to-person transfers are free; merchants pay 0.9
+Balance limit: {_n(c["deposit_cap"] // 10)} {c["money"]}. Transfers out per month:
+{_n(c["transfer_cap"])} {c["money"]}. Person-to-person transfers are free; merchants pay 0.9
 percent per QR payment, settled the same day. Cash-out at agents costs a flat
-{_n(max(1, c['premium'] // 4))} {c['money']} after the second free cash-out of the month.
+{_n(max(1, c["premium"] // 4))} {c["money"]} after the second free cash-out of the month.
 
 Savings pockets
 ---------------
 
 Customers can split the balance into "pockets". A pocket can be locked until a date, and
-money in pockets is swept every night into the {c['savings_product']} account of a partner bank,
+money in pockets is swept every night into the {c["savings_product"]} account of a partner bank,
 so it earns interest and is covered by the deposit guarantee.
 
 Safety
@@ -361,15 +370,22 @@ transfers reported within 72 hours are refunded.
         "notice": NOTICE,
         "provider": {"name": c["fintech"], "supervised_under": c["pay_rule"]},
         "features": [
-            {"name": "QR payments", "detail": "pay at shops with the national QR standard",
-             "merchant_fee_pct": 0.9},
+            {
+                "name": "QR payments",
+                "detail": "pay at shops with the national QR standard",
+                "merchant_fee_pct": 0.9,
+            },
             {"name": "Phone-number transfers", "detail": "instant, 24/7, free between people"},
-            {"name": "Savings pockets",
-             "detail": f"locked pockets swept nightly into {c['savings_product']}",
-             "earns_interest": True},
-            {"name": "Remittance receipt",
-             "detail": "receive money from abroad directly in the wallet",
-             "fx_margin_pct": 1.1},
+            {
+                "name": "Savings pockets",
+                "detail": f"locked pockets swept nightly into {c['savings_product']}",
+                "earns_interest": True,
+            },
+            {
+                "name": "Remittance receipt",
+                "detail": "receive money from abroad directly in the wallet",
+                "fx_margin_pct": 1.1,
+            },
         ],
         "limits": {
             "max_balance": f"{_n(c['deposit_cap'] // 10)} {c['money']}",
@@ -490,21 +506,41 @@ one year. The code name used in pilots was "Project Hummingbird Bridge".</p>
             "country": None,
             "notice": NOTICE,
             "terms": [
-                {"name": "Basis risk", "definition": "the gap between what a parametric "
-                 "index pays and the loss a household actually suffered"},
-                {"name": "Commitment savings", "definition": "savings locked until a date or "
-                 "goal chosen by the saver, with emergency exits"},
-                {"name": "Dormant account", "definition": "an account with no customer-"
-                 "initiated movement for 180 days"},
-                {"name": "Rotating savings and credit association", "definition": "a group "
-                 "whose members contribute regularly and take turns receiving the pot; known "
-                 "by local names such as tanda, natillera or consorcio"},
-                {"name": "Agent banking", "definition": "financial services offered through "
-                 "shops and other non-bank outlets on behalf of a provider"},
-                {"name": "IHFF Cost Figure", "definition": "the single total annual cost of a "
-                 "product as required by IHFF principle 2"},
-                {"name": "Sweep", "definition": "an automatic nightly transfer of wallet "
-                 "balances into an interest-bearing account"},
+                {
+                    "name": "Basis risk",
+                    "definition": "the gap between what a parametric "
+                    "index pays and the loss a household actually suffered",
+                },
+                {
+                    "name": "Commitment savings",
+                    "definition": "savings locked until a date or "
+                    "goal chosen by the saver, with emergency exits",
+                },
+                {
+                    "name": "Dormant account",
+                    "definition": "an account with no customer-initiated movement for 180 days",
+                },
+                {
+                    "name": "Rotating savings and credit association",
+                    "definition": "a group "
+                    "whose members contribute regularly and take turns receiving the pot; known "
+                    "by local names such as tanda, natillera or consorcio",
+                },
+                {
+                    "name": "Agent banking",
+                    "definition": "financial services offered through "
+                    "shops and other non-bank outlets on behalf of a provider",
+                },
+                {
+                    "name": "IHFF Cost Figure",
+                    "definition": "the single total annual cost of a "
+                    "product as required by IHFF principle 2",
+                },
+                {
+                    "name": "Sweep",
+                    "definition": "an automatic nightly transfer of wallet "
+                    "balances into an interest-bearing account",
+                },
             ],
         },
         indent=2,
@@ -517,8 +553,10 @@ def main() -> None:
         write(f"{cc}/official/savings-accounts-regulation.md", savings_regulation(cc, c))
         write(f"{cc}/official/household-finance-survey.json", statistics_json(cc, c))
         write(f"{cc}/official/instant-payments-rule.html", payments_rule_html(cc, c))
-        write(f"{cc}/technical_report/savings-microinsurance-market-study.txt",
-              market_study_txt(cc, c))
+        write(
+            f"{cc}/technical_report/savings-microinsurance-market-study.txt",
+            market_study_txt(cc, c),
+        )
         write(f"{cc}/product_description/savings-account.md", savings_product_md(cc, c))
         write(f"{cc}/product_description/home-microinsurance.html", insurance_html(cc, c))
         ext, text = payments_product(cc, c)

@@ -18,8 +18,17 @@ import pytest
 from proposals.config import Settings
 from proposals.db import Database
 
-_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TIKTOKEN_CACHE_DIR", "PYTHONPATH",
-         "VIRTUAL_ENV", "XDG_RUNTIME_DIR")
+_KEEP = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "TIKTOKEN_CACHE_DIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "XDG_RUNTIME_DIR",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,7 @@ async def test_migrations_apply_once_and_are_recorded(database: Database) -> Non
 
 
 async def test_unreachable_server_gives_clear_error(tmp_path) -> None:
-    settings = Settings(
-        data_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none"
-    )
+    settings = Settings(data_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
         await Database.open(settings)
 

@@ -34,14 +34,24 @@ class _EmbeddingServer:
                 if self.path != "/v1/embeddings":
                     return self._send(404, {"error": {"message": "not found"}})
                 if server.fail_with:
-                    return self._send(server.fail_with, {"error": {"message": "boom",
-                                                                   "type": "server_error"}})
+                    return self._send(
+                        server.fail_with, {"error": {"message": "boom", "type": "server_error"}}
+                    )
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                rows = [{"object": "embedding", "index": i, "embedding": hash_vector(t, DIM)}
-                        for i, t in enumerate(inputs)]
+                rows = [
+                    {"object": "embedding", "index": i, "embedding": hash_vector(t, DIM)}
+                    for i, t in enumerate(inputs)
+                ]
                 random.Random(len(inputs)).shuffle(rows)
-                self._send(200, {"object": "list", "data": rows, "model": body["model"],
-                                 "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": rows,
+                        "model": body["model"],
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    },
+                )
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -75,13 +85,21 @@ def emb_server() -> Iterator[_EmbeddingServer]:
 
 
 @pytest.fixture(params=["local", "openai"])
-async def embedder(request: pytest.FixtureRequest, emb_server: _EmbeddingServer) -> AsyncIterator[Embedder]:
+async def embedder(
+    request: pytest.FixtureRequest, emb_server: _EmbeddingServer
+) -> AsyncIterator[Embedder]:
     if request.param == "local":
         yield local_embedder()
         return
     emb_server.fail_with = None
-    client = OpenAIEmbedder("test-embedding", dimensions=None, base_url=emb_server.base_url,
-                            api_key="sk-test", batch_size=4, max_retries=0)
+    client = OpenAIEmbedder(
+        "test-embedding",
+        dimensions=None,
+        base_url=emb_server.base_url,
+        api_key="sk-test",
+        batch_size=4,
+        max_retries=0,
+    )
     yield client
     await client.aclose()
 
@@ -111,11 +129,13 @@ async def test_vectors_are_unit_length_and_deterministic(embedder: Embedder) -> 
 
 
 async def test_related_texts_are_closer_than_unrelated(embedder: Embedder) -> None:
-    v = await embedder.embed([
-        "insurance for the home against floods",
-        "home insurance covering floods and storms",
-        "the football match ended in a draw",
-    ])
+    v = await embedder.embed(
+        [
+            "insurance for the home against floods",
+            "home insurance covering floods and storms",
+            "the football match ended in a draw",
+        ]
+    )
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.1
 
 
@@ -129,8 +149,9 @@ async def test_name_and_dim_after_a_call(embedder: Embedder) -> None:
 
 
 async def test_openai_batches_requests(emb_server: _EmbeddingServer) -> None:
-    client = OpenAIEmbedder("test-embedding", base_url=emb_server.base_url, api_key="k",
-                            batch_size=3, max_retries=0)
+    client = OpenAIEmbedder(
+        "test-embedding", base_url=emb_server.base_url, api_key="k", batch_size=3, max_retries=0
+    )
     emb_server.requests.clear()
     vectors = await client.embed([f"t{i}" for i in range(7)])
     await client.aclose()
@@ -141,8 +162,9 @@ async def test_openai_batches_requests(emb_server: _EmbeddingServer) -> None:
 
 
 async def test_openai_errors_become_provider_errors(emb_server: _EmbeddingServer) -> None:
-    client = OpenAIEmbedder("test-embedding", base_url=emb_server.base_url, api_key="k",
-                            max_retries=0)
+    client = OpenAIEmbedder(
+        "test-embedding", base_url=emb_server.base_url, api_key="k", max_retries=0
+    )
     emb_server.fail_with = 500
     try:
         with pytest.raises(ProviderError, match="HTTP 500"):
@@ -150,8 +172,9 @@ async def test_openai_errors_become_provider_errors(emb_server: _EmbeddingServer
     finally:
         emb_server.fail_with = None
         await client.aclose()
-    dead = OpenAIEmbedder("m", base_url="http://127.0.0.1:1/v1", api_key="k", max_retries=0,
-                          timeout_s=2)
+    dead = OpenAIEmbedder(
+        "m", base_url="http://127.0.0.1:1/v1", api_key="k", max_retries=0, timeout_s=2
+    )
     with pytest.raises(ProviderError):
         await dead.embed(["x"])
     await dead.aclose()

@@ -32,7 +32,9 @@ async def _chunk_ids(database: Database, key: str) -> list[int]:
     async with database.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "WHERE d.path = %s ORDER BY c.ord", (key,))
+            "WHERE d.path = %s ORDER BY c.ord",
+            (key,),
+        )
         return [r[0] for r in await cur.fetchall()]
 
 
@@ -53,8 +55,10 @@ async def test_ingest_is_idempotent_and_replaces_changed_files(
 
     rule = root / "AR/official/rule.md"
     old_ids = await _chunk_ids(database, rule.resolve().as_posix())
-    rule.write_text("---\ntitle: AR rule v2\n---\n# Rule\n\nDeposits up to 9000 pesos.\n\n"
-                    "## Fees\n\nNo fee.\n", encoding="utf-8")
+    rule.write_text(
+        "---\ntitle: AR rule v2\n---\n# Rule\n\nDeposits up to 9000 pesos.\n\n## Fees\n\nNo fee.\n",
+        encoding="utf-8",
+    )
     changed = await ingest([root], database=database, embedder=embedder)
     assert changed.updated == [rule.resolve().as_posix()] and len(changed.unchanged) == 2
     new_ids = await _chunk_ids(database, rule.resolve().as_posix())
@@ -71,8 +75,13 @@ async def test_flags_relabel_without_reembedding(database: Database, tmp_path: P
     embedder = HashEmbedder()
     await ingest([root / "BR"], database=database, embedder=embedder)
     calls = embedder.calls
-    report = await ingest([root / "BR"], database=database, embedder=embedder, country="CL",
-                          doc_type="technical_report")
+    report = await ingest(
+        [root / "BR"],
+        database=database,
+        embedder=embedder,
+        country="CL",
+        doc_type="technical_report",
+    )
     assert len(report.relabelled) == 1 and embedder.calls == calls
     hits = await Store(database, embedder).search("savings box", country="CL", mode="text")
     assert hits and hits[0].citation.country == "CL"
@@ -103,8 +112,9 @@ async def test_bad_files_are_reported_and_others_go_on(database: Database, tmp_p
     (root / "AR/official/junk.txt").write_bytes(bytes(range(256)) * 10)
     (root / "AR/official/cut.pdf").write_bytes(b"%PDF-1.4\n1 0 obj\n<<")
     (root / "AR/official/picture.png").write_bytes(b"\x89PNG")
-    report = await ingest([root, tmp_path / "missing.md"], database=database,
-                          embedder=HashEmbedder())
+    report = await ingest(
+        [root, tmp_path / "missing.md"], database=database, embedder=HashEmbedder()
+    )
     assert len(report.added) == 3 and not report.ok
     reasons = {Path(f.path).name: f.reason for f in report.failed}
     assert set(reasons) == {"empty.txt", "junk.txt", "cut.pdf", "missing.md"}
@@ -116,13 +126,17 @@ async def test_bad_files_are_reported_and_others_go_on(database: Database, tmp_p
 async def test_model_mismatch_is_refused_until_reset(database: Database, tmp_path: Path) -> None:
     root = _corpus(tmp_path)
     await ingest([root / "AR"], database=database, embedder=HashEmbedder("test/one", 16))
-    with pytest.raises(EmbeddingModelMismatch, match=r"holds vectors of embedding model 'test/one'"
-                       r".*--reset-index"):
+    with pytest.raises(
+        EmbeddingModelMismatch,
+        match=r"holds vectors of embedding model 'test/one'"
+        r".*--reset-index",
+    ):
         await ingest([root / "BR"], database=database, embedder=HashEmbedder("test/two", 24))
     with pytest.raises(EmbeddingModelMismatch, match="test/one"):
         await Store(database, HashEmbedder("test/two", 24)).search("deposits")
-    report = await ingest([root], database=database, embedder=HashEmbedder("test/two", 24),
-                          reset_index=True)
+    report = await ingest(
+        [root], database=database, embedder=HashEmbedder("test/two", 24), reset_index=True
+    )
     assert len(report.added) == 3
     info = await Store(database).index_info()
     assert info is not None and (info.embedding_model, info.embedding_dim) == ("test/two", 24)
@@ -138,7 +152,9 @@ async def test_local_model_end_to_end(database: Database, tmp_path: Path) -> Non
 
 
 def test_cli_ingest_search_docs(
-    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = _corpus(tmp_path)

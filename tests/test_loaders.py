@@ -31,10 +31,14 @@ def _write(tmp_path: Path, name: str, data: str | bytes) -> Path:
 
 
 def test_markdown_front_matter_and_heading_path(tmp_path: Path) -> None:
-    path = _write(tmp_path, "a.md", (
-        "---\ntitle: Rules\ncountry: ar\ndoc_type: official\n---\n# Rules\n\n## Scope\n"
-        "Applies to banks.\n\n```\n# not a heading\n```\n\n### Detail\nThree per month.\n"
-    ))
+    path = _write(
+        tmp_path,
+        "a.md",
+        (
+            "---\ntitle: Rules\ncountry: ar\ndoc_type: official\n---\n# Rules\n\n## Scope\n"
+            "Applies to banks.\n\n```\n# not a heading\n```\n\n### Detail\nThree per month.\n"
+        ),
+    )
     doc = load_file(path)
     assert doc.title == "Rules"
     assert doc.metadata == {"title": "Rules", "country": "ar", "doc_type": "official"}
@@ -46,11 +50,15 @@ def test_markdown_front_matter_and_heading_path(tmp_path: Path) -> None:
 
 
 def test_html_title_headings_meta_and_no_scripts(tmp_path: Path) -> None:
-    path = _write(tmp_path, "p.html", (
-        "<html><head><title>Wallet rule</title><meta name='country' content='BR'>"
-        "<script>var secret = 1;</script></head><body><h1>Rule</h1><p>Intro text.</p>"
-        "<h2>Limits</h2><ul><li>Max <b>5,000</b> reais.</li></ul></body></html>"
-    ))
+    path = _write(
+        tmp_path,
+        "p.html",
+        (
+            "<html><head><title>Wallet rule</title><meta name='country' content='BR'>"
+            "<script>var secret = 1;</script></head><body><h1>Rule</h1><p>Intro text.</p>"
+            "<h2>Limits</h2><ul><li>Max <b>5,000</b> reais.</li></ul></body></html>"
+        ),
+    )
     doc = load_file(path)
     assert doc.title == "Wallet rule"
     assert doc.metadata["country"] == "BR"
@@ -60,12 +68,23 @@ def test_html_title_headings_meta_and_no_scripts(tmp_path: Path) -> None:
 
 
 def test_json_flattened_into_readable_sections(tmp_path: Path) -> None:
-    path = _write(tmp_path, "s.json", json.dumps({
-        "title": "Survey", "country": "MX", "doc_type": "official",
-        "survey": {"year": 2024, "method": "sample"},
-        "items": [{"name": "Savings", "share_pct": 30.5}, {"name": "Cash", "share_pct": 20}],
-        "tags": ["a", "b"],
-    }))
+    path = _write(
+        tmp_path,
+        "s.json",
+        json.dumps(
+            {
+                "title": "Survey",
+                "country": "MX",
+                "doc_type": "official",
+                "survey": {"year": 2024, "method": "sample"},
+                "items": [
+                    {"name": "Savings", "share_pct": 30.5},
+                    {"name": "Cash", "share_pct": 20},
+                ],
+                "tags": ["a", "b"],
+            }
+        ),
+    )
     doc = load_file(path)
     assert doc.title == "Survey" and doc.metadata["country"] == "MX"
     by_section = {b.section: b.text for b in doc.blocks if not b.heading}
@@ -75,11 +94,16 @@ def test_json_flattened_into_readable_sections(tmp_path: Path) -> None:
 
 
 def test_text_title_and_underlined_headings(tmp_path: Path) -> None:
-    path = _write(tmp_path, "t.txt", "Market study\n============\n\nFirst para.\n\nLimits\n------\n\nSecond.\n")
+    path = _write(
+        tmp_path,
+        "t.txt",
+        "Market study\n============\n\nFirst para.\n\nLimits\n------\n\nSecond.\n",
+    )
     doc = load_file(path)
     assert doc.title == "Market study"
     assert [(b.text, b.section) for b in doc.blocks if not b.heading] == [
-        ("First para.", "Market study"), ("Second.", "Limits"),
+        ("First para.", "Market study"),
+        ("Second.", "Limits"),
     ]
 
 
@@ -160,9 +184,14 @@ def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
 
 
 def test_splitter_respects_size_sections_and_overlap() -> None:
-    para = " ".join(f"Sentence number {i} talks about savings goals and deposits." for i in range(12))
-    blocks = [Block(para, section="A", page=1), Block(para, section="A", page=2),
-              Block("Short one.", section="B", page=2)]
+    para = " ".join(
+        f"Sentence number {i} talks about savings goals and deposits." for i in range(12)
+    )
+    blocks = [
+        Block(para, section="A", page=1),
+        Block(para, section="A", page=2),
+        Block("Short one.", section="B", page=2),
+    ]
     chunks = split_blocks(blocks, chunk_tokens=60, overlap=10)
     assert all(c.token_count <= 60 for c in chunks)
     assert [c.ord for c in chunks] == list(range(len(chunks)))
@@ -187,7 +216,9 @@ def test_huge_single_line_is_split_by_tokens_quickly() -> None:
 
 
 def test_chunk_token_counts_are_real_counts() -> None:
-    chunks = split_blocks([Block("Alpha beta gamma. " * 300, section="S")], chunk_tokens=100, overlap=0)
+    chunks = split_blocks(
+        [Block("Alpha beta gamma. " * 300, section="S")], chunk_tokens=100, overlap=0
+    )
     assert all(c.token_count == count_tokens(c.text) for c in chunks)
 
 
@@ -197,12 +228,16 @@ def test_chunk_token_counts_are_real_counts() -> None:
 def test_folder_convention(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     assert folder_hints(root / "AR" / "official" / "x.md", root) == ("AR", "official")
-    assert folder_hints(root / "global" / "products" / "x.md", root) == (None, "product_description")
+    assert folder_hints(root / "global" / "products" / "x.md", root) == (
+        None,
+        "product_description",
+    )
     country, doc_type = folder_hints(root / "co" / "notes" / "x.md", root)
     assert country is UNSET and doc_type is None  # lower-case 'co' is not taken for Colombia
     # a single file: its two nearest folders
     assert folder_hints(tmp_path / "CL" / "technical-reports" / "r.txt", None) == (
-        "CL", "technical_report",
+        "CL",
+        "technical_report",
     )
 
 

@@ -33,7 +33,8 @@ def test_countries_are_validated_uppercased_and_deduplicated() -> None:
 
 def test_per_country_profiles_must_cover_every_country() -> None:
     req = ProposalRequest(
-        brief="savings", countries=["AR", "BR"],
+        brief="savings",
+        countries=["AR", "BR"],
         profiles={"ar": P, "BR": [*P, Profile(name="farmers")]},
     )
     assert [p.name for p in req.profiles_for("BR")] == ["savers", "farmers"]
@@ -92,10 +93,19 @@ def test_prompts_render_deterministically_and_can_be_overridden(tmp_path: Path) 
 
 
 def test_events_round_trip_through_json() -> None:
-    started = RunStarted(run_id="r", seq=1, countries=["AR"], pairs=2, themes=9,
-                         provider="simulator", simulated=True)
-    failed = ItemFailed(run_id="r", seq=2, failure=FailedItem(
-        node="regulation", item="regulation T1 AR/x", error="boom", error_type="RetriesExhausted"))
+    started = RunStarted(
+        run_id="r", seq=1, countries=["AR"], pairs=2, themes=9, provider="simulator", simulated=True
+    )
+    failed = ItemFailed(
+        run_id="r",
+        seq=2,
+        failure=FailedItem(
+            node="regulation",
+            item="regulation T1 AR/x",
+            error="boom",
+            error_type="RetriesExhausted",
+        ),
+    )
     for event in (started, failed):
         again = parse_event(event.model_dump_json())
         assert again == event and type(again) is type(event)

@@ -34,11 +34,15 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="session")
-async def corpus_template(pg_server: Any, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> str:
+async def corpus_template(
+    pg_server: Any, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """A database holding the ingested sample corpus, used only as a template."""
     name = f"corpus_{uuid.uuid4().hex[:8]}"
     pg_server.psql(f"CREATE DATABASE {name};")
-    settings = Settings(data_dir=tmp_path_factory.mktemp("tpl"), database_url=pg_server.get_uri(name))
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("tpl"), database_url=pg_server.get_uri(name)
+    )
     db = await Database.open(settings)
     try:
         report = await ingest([CORPUS], database=db, embedder=embedder)
@@ -54,8 +58,11 @@ def corpus_settings(pg_server: Any, corpus_template: str, tmp_path: Path) -> Ite
     name = f"run_{uuid.uuid4().hex[:8]}"
     pg_server.psql(f"CREATE DATABASE {name} TEMPLATE {corpus_template};")
     yield Settings(
-        data_dir=tmp_path / "data", database_url=pg_server.get_uri(name),
-        simulator_profile="unlimited", llm_timeout_s=5, llm_max_retries=6,
+        data_dir=tmp_path / "data",
+        database_url=pg_server.get_uri(name),
+        simulator_profile="unlimited",
+        llm_timeout_s=5,
+        llm_max_retries=6,
     )
     with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -109,7 +116,12 @@ async def test_end_to_end(corpus_settings: Settings, services: Services) -> None
     pairs = {(p.country, p.profile) for p in result.proposals}
     assert pairs == {(c, p.name) for c in ("AR", "BR") for p in PROFILES}
     assert all(len(result.proposals_for(c, p)) <= 3 for c, p in pairs)
-    assert {f.lens for f in result.findings} == {"market_fit", "regulation", "feasibility", "positioning"}
+    assert {f.lens for f in result.findings} == {
+        "market_fit",
+        "regulation",
+        "feasibility",
+        "positioning",
+    }
     await _check_citations(result, services)
     # events: numbered 1..n without gaps, last one carries the result, also stored in the log
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
@@ -143,7 +155,9 @@ async def test_tiny_window_batches_and_tree_reduces(
         await _check_citations(result, svc)
     assert result.status == "completed", result.failed
     assert {(p.country, p.profile) for p in result.proposals} == {("AR", p.name) for p in PROFILES}
-    synth_calls = [e for e in events if e.type == "call" and e.node == "synthesize" and e.phase == "finished"]
+    synth_calls = [
+        e for e in events if e.type == "call" and e.node == "synthesize" and e.phase == "finished"
+    ]
     assert len(synth_calls) > 2 * len(PROFILES)  # drafts per batch, then merges
     lens_batches = [e for e in events if e.type == "batch_started" and e.node == "regulation"]
     assert len(lens_batches) > 1
@@ -161,9 +175,15 @@ async def test_flaky_provider_gives_the_same_proposals(
         update={"simulator_profile": "flaky", "llm_timeout_s": 1.5}
     )
     async with open_services(
-        flaky_settings, embedder=embedder, cache=False,
-        simulator_overrides={"time_scale": 0.01, "fault_500": 0.1, "fault_503": 0.1,
-                             "fault_reset": 0.05},
+        flaky_settings,
+        embedder=embedder,
+        cache=False,
+        simulator_overrides={
+            "time_scale": 0.01,
+            "fault_500": 0.1,
+            "fault_503": 0.1,
+            "fault_reset": 0.05,
+        },
         gateway_overrides={"backoff_base_s": 0.05, "backoff_max_s": 0.5, "max_retries": 10},
     ) as svc:
         flaky, _ = await _run(request, flaky_settings, svc)
@@ -230,7 +250,10 @@ async def test_interrupted_run_resumes_from_checkpoint(
             async with generate(request, corpus_settings, services=svc) as run:
                 run_id = run.run_id
                 async for event in run.events():
-                    if event.type == "batch_finished" and event.node in ("market_fit", "regulation"):
+                    if event.type == "batch_finished" and event.node in (
+                        "market_fit",
+                        "regulation",
+                    ):
                         raise _Interrupt  # like a process dying mid-fan-out
         record = await RunRegistry(svc.database).get(run_id)
         assert record is not None and record.status == "running"

@@ -117,18 +117,21 @@ async def test_list_lengths_vary_around_the_mean() -> None:
         client = client_for(sim.base_url)
         for i in range(30):
             msgs = [*MESSAGES, {"role": "user", "content": f"Variant {i}."}]
-            r = await client.chat.completions.parse(
-                model="m", messages=msgs, response_format=Names
-            )
+            r = await client.chat.completions.parse(model="m", messages=msgs, response_format=Names)
             lengths.append(len(r.choices[0].message.parsed.names))  # type: ignore[union-attr]
     assert 7 <= sum(lengths) / len(lengths) <= 11
     assert len(set(lengths)) >= 3
 
 
 async def test_same_request_same_output_other_seed_differs() -> None:
-    body = {"model": "gpt-4o-mini", "messages": MESSAGES,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "Ideas", "schema": Ideas.model_json_schema(), "strict": False}}}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "Ideas", "schema": Ideas.model_json_schema(), "strict": False},
+        },
+    }
     async with (
         run_simulator("unlimited", seed=1) as a,
         run_simulator("unlimited", seed=2) as b,
@@ -169,11 +172,14 @@ async def test_max_tokens_truncates_with_length_finish() -> None:
 async def test_stats_match_what_the_client_saw() -> None:
     async with run_simulator("unlimited") as sim:
         client = client_for(sim.base_url)
-        results = await asyncio.gather(*[
-            client.chat.completions.create(
-                model="m", messages=[*MESSAGES, {"role": "user", "content": f"n{i}"}])
-            for i in range(20)
-        ])
+        results = await asyncio.gather(
+            *[
+                client.chat.completions.create(
+                    model="m", messages=[*MESSAGES, {"role": "user", "content": f"n{i}"}]
+                )
+                for i in range(20)
+            ]
+        )
         async with httpx.AsyncClient() as http:
             response = await http.get(sim.base_url.removesuffix("/v1") + "/sim/stats")
         stats = response.json()
@@ -197,11 +203,15 @@ async def test_models_list_is_labelled_simulated() -> None:
 async def test_streaming_reassembles_to_the_same_content() -> None:
     async with run_simulator("unlimited") as sim:
         client = client_for(sim.base_url)
-        kwargs = {"model": "m", "messages": MESSAGES,
-                  "response_format": type_to_response_format_param(Ideas)}
+        kwargs = {
+            "model": "m",
+            "messages": MESSAGES,
+            "response_format": type_to_response_format_param(Ideas),
+        }
         plain = await client.chat.completions.create(**kwargs)
         stream = await client.chat.completions.create(
-            **kwargs, stream=True, stream_options={"include_usage": True})
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        )
         pieces, usage, finish = [], None, None
         async for chunk in stream:
             if chunk.choices:
@@ -216,8 +226,10 @@ async def test_streaming_reassembles_to_the_same_content() -> None:
         assert usage.completion_tokens == plain.usage.completion_tokens
         assert sim.stats()["streamed"] == 1
         async with httpx.AsyncClient() as http:
-            raw = await http.post(sim.base_url + "/chat/completions",
-                                  json={"model": "m", "messages": MESSAGES, "stream": True})
+            raw = await http.post(
+                sim.base_url + "/chat/completions",
+                json={"model": "m", "messages": MESSAGES, "stream": True},
+            )
         assert raw.headers["content-type"].startswith("text/event-stream")
         assert raw.text.rstrip().endswith("data: [DONE]")
 
@@ -246,8 +258,9 @@ async def test_rpm_limit_answers_429_with_retry_headers() -> None:
     # 60 RPM with a 10 s burst: a bucket of 10 requests refilled at one per second
     async with run_simulator("unlimited", rpm=60, burst_s=10) as sim, httpx.AsyncClient() as http:
         body = {"model": "m", "messages": MESSAGES}
-        responses = [await http.post(sim.base_url + "/chat/completions", json=body)
-                     for _ in range(13)]
+        responses = [
+            await http.post(sim.base_url + "/chat/completions", json=body) for _ in range(13)
+        ]
         codes = [r.status_code for r in responses]
         assert codes == [200] * 10 + [429] * 3
         first_ok, limited = responses[0], responses[-1]
@@ -278,7 +291,7 @@ async def test_tpm_limit_counts_prompt_and_max_tokens() -> None:
 
 async def test_connection_cap_resets_connections_beyond_it() -> None:
     async with run_simulator("unlimited", max_connections=3) as sim:
-        request = (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        request = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
         held = []
         for _ in range(3):  # three keep-alive connections that stay open
             reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
@@ -300,7 +313,8 @@ async def test_connection_cap_resets_connections_beyond_it() -> None:
         client = client_for(sim.base_url)
         results = await asyncio.gather(
             *[client.chat.completions.create(model="m", messages=MESSAGES) for _ in range(10)],
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         assert all(isinstance(r, openai.APIConnectionError) for r in results)
         for w in held:
             w.close()
@@ -355,10 +369,12 @@ async def test_latency_model_scales_and_does_not_serialise() -> None:
     async with run_simulator("unlimited", ttft_s=2.0, per_token_s=0.01, time_scale=0.1) as sim:
         client = client_for(sim.base_url)
         started = time.monotonic()
-        results = await asyncio.gather(*[
-            client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=20)
-            for _ in range(40)
-        ])
+        results = await asyncio.gather(
+            *[
+                client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=20)
+                for _ in range(40)
+            ]
+        )
         elapsed = time.monotonic() - started
         expected = sim.profile.latency_s(20)  # (2.0 + 0.2) * 0.1
         assert all(r.usage.completion_tokens == 20 for r in results)  # type: ignore[union-attr]
@@ -368,10 +384,12 @@ async def test_latency_model_scales_and_does_not_serialise() -> None:
 
 async def test_azure_style_deployment_path() -> None:
     async with run_simulator("unlimited") as sim:
-        client = openai.AsyncAzureOpenAI(azure_endpoint=sim.endpoint, api_key="sim",
-                                         api_version="2024-10-21", max_retries=0)
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=sim.endpoint, api_key="sim", api_version="2024-10-21", max_retries=0
+        )
         result = await client.chat.completions.parse(
-            model="my-deployment", messages=MESSAGES, response_format=Ideas)
+            model="my-deployment", messages=MESSAGES, response_format=Ideas
+        )
         assert result.model == "my-deployment"
         assert isinstance(result.choices[0].message.parsed, Ideas)
         await client.close()
@@ -406,8 +424,11 @@ def test_serve_in_thread_for_synchronous_code() -> None:
 
 def test_simulator_process_serves_and_reports_stats() -> None:
     with SimulatorProcess("tier1", time_scale=0.01, rpm=120) as sim:
-        response = httpx.post(sim.base_url + "/chat/completions",
-                              json={"model": "m", "messages": MESSAGES}, timeout=10)
+        response = httpx.post(
+            sim.base_url + "/chat/completions",
+            json={"model": "m", "messages": MESSAGES},
+            timeout=10,
+        )
         assert response.status_code == 200
         assert response.headers["x-ratelimit-limit-requests"] == "120"
         stats = sim.stats()
@@ -417,8 +438,18 @@ def test_simulator_process_serves_and_reports_stats() -> None:
 
 
 def test_cli_announces_a_labelled_simulator() -> None:
-    command = [sys.executable, "-m", "proposals", "simulate", "--port", "0",
-               "--profile", "unlimited", "--time-scale", "0.5"]
+    command = [
+        sys.executable,
+        "-m",
+        "proposals",
+        "simulate",
+        "--port",
+        "0",
+        "--profile",
+        "unlimited",
+        "--time-scale",
+        "0.5",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -440,18 +471,26 @@ async def test_recursive_schema_terminates() -> None:
         "type": "object",
         "properties": {"node": {"$ref": "#/$defs/Node"}},
         "required": ["node"],
-        "$defs": {"Node": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string"},
-                "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
-                "next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
-            },
-            "required": ["label", "children", "next"],
-        }},
+        "$defs": {
+            "Node": {
+                "type": "object",
+                "properties": {
+                    "label": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                    "next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]},
+                },
+                "required": ["label", "children", "next"],
+            }
+        },
     }
-    body = {"model": "m", "messages": MESSAGES, "response_format": {
-        "type": "json_schema", "json_schema": {"name": "Tree", "schema": schema}}}
+    body = {
+        "model": "m",
+        "messages": MESSAGES,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "Tree", "schema": schema},
+        },
+    }
     async with run_simulator("unlimited") as sim, httpx.AsyncClient() as http:
         response = await http.post(sim.base_url + "/chat/completions", json=body)
     tree = json.loads(response.json()["choices"][0]["message"]["content"])
@@ -461,14 +500,24 @@ async def test_recursive_schema_terminates() -> None:
 def _random_model(rng: random.Random, depth: int = 0) -> type[BaseModel]:
     """A pydantic model of randomly chosen field types (nested models, bounds, options)."""
     choices: list[Any] = [
-        (str, ...), (int, ...), (float, ...), (bool, ...),
-        (Literal["low", "mid", "high"], ...), (list[str], ...), (str | None, ...),
-        (int, Field(ge=-3, le=3)), (float, Field(gt=0, lt=1)),
-        (list[str], Field(min_length=2, max_length=4)), (list[int], Field(max_length=1)),
+        (str, ...),
+        (int, ...),
+        (float, ...),
+        (bool, ...),
+        (Literal["low", "mid", "high"], ...),
+        (list[str], ...),
+        (str | None, ...),
+        (int, Field(ge=-3, le=3)),
+        (float, Field(gt=0, lt=1)),
+        (list[str], Field(min_length=2, max_length=4)),
+        (list[int], Field(max_length=1)),
     ]
     if depth < 2:
-        choices += [(_random_model(rng, depth + 1), ...), (list[_random_model(rng, depth + 1)], ...),
-                    (_random_model(rng, depth + 1) | None, ...)]
+        choices += [
+            (_random_model(rng, depth + 1), ...),
+            (list[_random_model(rng, depth + 1)], ...),
+            (_random_model(rng, depth + 1) | None, ...),
+        ]
     fields: dict[str, Any] = {f"f{i}": rng.choice(choices) for i in range(rng.randint(1, 5))}
     fields["citations"] = (list[int], ...)
     return create_model(f"M{depth}_{rng.randrange(10**6)}", **fields)
@@ -481,7 +530,8 @@ async def test_random_models_always_validate() -> None:
         for _ in range(25):
             model = _random_model(rng)
             result = await client.chat.completions.parse(
-                model="m", messages=MESSAGES, response_format=model)
+                model="m", messages=MESSAGES, response_format=model
+            )
             parsed = result.choices[0].message.parsed
             assert isinstance(parsed, model)
             assert set(parsed.citations) <= {12, 40, 7, 105}  # type: ignore[attr-defined]

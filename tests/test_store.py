@@ -106,8 +106,12 @@ async def test_country_filter_never_returns_another_country(mini: Store) -> None
     assert {h.citation.country for h in everything} >= {"AR", "BR", "CL", None}
     for cc in ("AR", "BR", "CL", "MX", "CO"):
         for mode in ("hybrid", "vector", "text"):
-            hits = await mini.search("savings wallet branch protection home quillango", k=20,
-                                     country=cc.lower(), mode=mode)  # type: ignore[arg-type]
+            hits = await mini.search(
+                "savings wallet branch protection home quillango",
+                k=20,
+                country=cc.lower(),
+                mode=mode,
+            )  # type: ignore[arg-type]
             assert hits, (cc, mode)
             assert {h.citation.country for h in hits} <= {cc, None}, (cc, mode)
     only_official = await mini.search("wallet", k=20, doc_types=["official"])
@@ -129,7 +133,10 @@ async def test_remove_document_and_bad_arguments(mini: Store) -> None:
 
 
 async def test_filtered_hnsw_results_are_complete(
-    database: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Force the HNSW path with a tiny ef_search on a filter keeping 2% of the chunks: the
@@ -149,21 +156,24 @@ async def test_filtered_hnsw_results_are_complete(
     monkeypatch.setattr(store_module, "_EF_MIN", 10)
     async with database.pool.connection() as conn:
         # 300 rows: left alone, the planner would scan the table (exact) instead of the index.
-        await conn.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET enable_seqscan = off',"
-                           " current_database()); EXECUTE format('ALTER DATABASE %I SET "
-                           "enable_bitmapscan = off', current_database()); END $$")
+        await conn.execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET enable_seqscan = off',"
+            " current_database()); EXECUTE format('ALTER DATABASE %I SET "
+            "enable_bitmapscan = off', current_database()); END $$"
+        )
     async with await Database.open(settings) as fresh:
         store = Store(fresh, embedder)
         with caplog.at_level("DEBUG", logger="proposals.store"):
-            hits = await store.search("deposit insurance wallet", k=5, country="AR",
-                                      mode="vector")
+            hits = await store.search("deposit insurance wallet", k=5, country="AR", mode="vector")
     async with database.pool.connection() as conn:
         cur = await conn.execute("SELECT id FROM chunks WHERE country = 'AR'")
         assert len(await cur.fetchall()) == 6
         q = np.asarray(hash_vector("deposit insurance wallet", 32), dtype=np.float32)
         cur = await conn.execute(  # exact: no index can serve an ORDER BY on a CTE
             "WITH f AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE country = 'AR') "
-            "SELECT id FROM f ORDER BY embedding <=> %s::vector, id LIMIT 5", (q,))
+            "SELECT id FROM f ORDER BY embedding <=> %s::vector, id LIMIT 5",
+            (q,),
+        )
         expected = [r[0] for r in await cur.fetchall()]
     assert [h.chunk_id for h in hits] == expected
     assert "exact rescan" in caplog.text  # the HNSW scan alone had come back short
@@ -177,8 +187,7 @@ def test_reciprocal_rank_fusion() -> None:
 
 async def test_sample_corpus_country_and_citations(database: Database) -> None:
     embedder = local_embedder()
-    report = await ingest([CORPUS / "CL", CORPUS / "global"], database=database,
-                          embedder=embedder)
+    report = await ingest([CORPUS / "CL", CORPUS / "global"], database=database, embedder=embedder)
     assert report.ok and len(report.added) == 14
     store = Store(database, embedder)
     hits = await store.search("earthquake reinsurance surcharge", k=5, country="CL")

@@ -76,9 +76,7 @@ class Settings(BaseSettings):
     """Azure OpenAI key."""
     azure_openai_api_version: str = Field(
         default="2024-10-21",
-        validation_alias=AliasChoices(
-            "PROPOSALS_AZURE_OPENAI_API_VERSION", "OPENAI_API_VERSION"
-        ),
+        validation_alias=AliasChoices("PROPOSALS_AZURE_OPENAI_API_VERSION", "OPENAI_API_VERSION"),
     )
     """Azure OpenAI API version."""
     llm_model: str = "gpt-4o-mini"

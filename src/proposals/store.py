@@ -87,11 +87,11 @@ class Citation(BaseModel):
 
     def describe(self) -> str:
         """One line for people: ``[#12] Title — section, p. 3 (AR, official) path``."""
-        where = ", ".join(
-            x for x in (self.section, f"p. {self.page}" if self.page else None) if x
-        )
+        where = ", ".join(x for x in (self.section, f"p. {self.page}" if self.page else None) if x)
         scope = f"{self.country or 'global'}, {self.doc_type}"
-        return f"[#{self.chunk_id}] {self.title}{' — ' + where if where else ''} ({scope}) {self.path}"
+        return (
+            f"[#{self.chunk_id}] {self.title}{' — ' + where if where else ''} ({scope}) {self.path}"
+        )
 
 
 class SearchHit(BaseModel):
@@ -288,14 +288,19 @@ class Store:
             if not exact:
                 ef = _EF_MIN if where is None else math.ceil(fetch * total / matching * 1.2)
                 ef = max(_EF_MIN, min(_EF_MAX, ef, total))
-                rows = await self._vector_query(conn, vector, fetch, where, params, exact=False,
-                                                ef=ef)
+                rows = await self._vector_query(
+                    conn, vector, fetch, where, params, exact=False, ef=ef
+                )
                 # Short answer from a filtered HNSW scan: the candidates ran out before the
                 # filter kept enough. Redo it exactly rather than return too little.
                 exact = len(rows) < min(fetch, matching)
                 if exact:
-                    log.debug("filtered HNSW scan returned %d of %d rows (ef_search=%d); "
-                              "exact rescan", len(rows), min(fetch, matching), ef)
+                    log.debug(
+                        "filtered HNSW scan returned %d of %d rows (ef_search=%d); exact rescan",
+                        len(rows),
+                        min(fetch, matching),
+                        ef,
+                    )
             if exact:
                 rows = await self._vector_query(conn, vector, fetch, where, params, exact=True)
         return [(int(r[0]), 1.0 - float(r[1])) for r in rows]
@@ -331,7 +336,11 @@ class Store:
             return await cur.fetchall()
 
     async def _text_ranked(
-        self, query: str, fetch: int, country: str | None, types: list[str] | None,
+        self,
+        query: str,
+        fetch: int,
+        country: str | None,
+        types: list[str] | None,
         wanted: int,
     ) -> list[tuple[int, float]]:
         """Chunks containing every query word (websearch syntax: quotes for phrases, -word to
@@ -380,8 +389,10 @@ class Store:
             async with self.database.pool.connection() as conn:
                 info = await read_index_info(conn)
             self._info = (now, info) if info is not None else None
-        if info is not None and self.embedder is not None and (
-            info.embedding_model != self.embedder.name
+        if (
+            info is not None
+            and self.embedder is not None
+            and (info.embedding_model != self.embedder.name)
         ):
             raise _mismatch(info, self.embedder.name, None)
         return info
@@ -426,8 +437,14 @@ class Store:
             if r is None:
                 continue
             citation = Citation(
-                chunk_id=r[0], document_id=r[4], title=r[5], path=r[6], page=r[3],
-                section=r[2], country=r[7], doc_type=r[8],
+                chunk_id=r[0],
+                document_id=r[4],
+                title=r[5],
+                path=r[6],
+                page=r[3],
+                section=r[2],
+                country=r[7],
+                doc_type=r[8],
             )
             hits.append(SearchHit(chunk_id=r[0], text=r[1], score=0.0, citation=citation))
         return hits
@@ -444,8 +461,16 @@ class Store:
             rows = await cur.fetchall()
         return [
             DocumentInfo(
-                id=r[0], path=r[1], title=r[2], doc_type=r[3], country=r[4], content_hash=r[5],
-                embedding_model=r[6], chunks=r[7], tokens=r[8], updated_at=r[9],
+                id=r[0],
+                path=r[1],
+                title=r[2],
+                doc_type=r[3],
+                country=r[4],
+                content_hash=r[5],
+                embedding_model=r[6],
+                chunks=r[7],
+                tokens=r[8],
+                updated_at=r[9],
             )
             for r in rows
         ]
@@ -485,7 +510,9 @@ class Store:
         self.invalidate()
 
 
-def _filters(country: str | None, types: list[str] | None) -> tuple[sql.Composable | None, list[Any]]:
+def _filters(
+    country: str | None, types: list[str] | None
+) -> tuple[sql.Composable | None, list[Any]]:
     parts: list[sql.Composable] = []
     params: list[Any] = []
     if country is not None:

@@ -108,8 +108,11 @@ def _load_tiktoken(encoding: str):  # type: ignore[no-untyped-def]
         return None
     cache_dir = default_cache_dir()
     if encoding in _URLS and not _cache_file(encoding, cache_dir).exists():
-        log.info("tiktoken files for %s not found in %s; using a conservative counter",
-                 encoding, cache_dir)
+        log.info(
+            "tiktoken files for %s not found in %s; using a conservative counter",
+            encoding,
+            cache_dir,
+        )
         return None
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache_dir))
     try:

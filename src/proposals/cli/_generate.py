@@ -40,10 +40,18 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--brief", help="what to propose, e.g. 'savings products for households'")
     g.add_argument("--countries", help="ISO codes, comma-separated, e.g. AR,BR,MX")
-    g.add_argument("--profiles", type=Path, help="YAML/JSON file of {name, description} "
-                   "(a list, or a mapping country -> list)")
-    g.add_argument("--profile", action="append", default=[], metavar="'NAME: DESCRIPTION'",
-                   help="an inline profile (repeatable)")
+    g.add_argument(
+        "--profiles",
+        type=Path,
+        help="YAML/JSON file of {name, description} (a list, or a mapping country -> list)",
+    )
+    g.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="'NAME: DESCRIPTION'",
+        help="an inline profile (repeatable)",
+    )
     _common_options(g)
     g.add_argument("--out", type=Path, help="write the Markdown report here")
     g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
@@ -57,7 +65,9 @@ def register(subparsers: Any) -> None:
         "pipeline against the simulator (unless a provider is configured) and writes "
         "report.md and result.json into --out-dir.",
     )
-    d.add_argument("--corpus", type=Path, default=None, help="corpus folder (default: examples/corpus)")
+    d.add_argument(
+        "--corpus", type=Path, default=None, help="corpus folder (default: examples/corpus)"
+    )
     d.add_argument("--countries", default=_DEMO_COUNTRIES, help=f"default {_DEMO_COUNTRIES}")
     d.add_argument("--out-dir", type=Path, default=Path("out"), help="default ./out")
     _common_options(d)
@@ -65,18 +75,32 @@ def register(subparsers: Any) -> None:
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
-                   help="a variable passed to every prompt (repeatable)")
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a variable passed to every prompt (repeatable)",
+    )
     p.add_argument("--themes", type=int, default=9, help="opportunity themes (default 9)")
     p.add_argument("--proposals", type=int, default=5, help="proposals per country and profile")
-    p.add_argument("--model", action="append", default=[], metavar="NODE=MODEL",
-                   help=f"model for one node ({', '.join(NODES)}); repeatable")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NODE=MODEL",
+        help=f"model for one node ({', '.join(NODES)}); repeatable",
+    )
     p.add_argument("--window", type=int, help="context window in tokens (default: settings)")
     p.add_argument("--output-reserve", type=int, help="tokens kept for each answer")
     p.add_argument("--max-tokens", type=int, help="token budget of the run")
     p.add_argument("--max-cost", type=float, help="cost budget of the run in USD")
-    p.add_argument("--time-scale", type=float, default=0.02,
-                   help="simulator only: wall seconds per simulated second (default 0.02)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.02,
+        help="simulator only: wall seconds per simulated second (default 0.02)",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -93,9 +117,12 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 def _options(args: argparse.Namespace) -> RunOptions:
     try:
         return RunOptions(
-            themes=args.themes, proposals_per_pair=args.proposals,
-            models=_pairs(args.model, "--model"), context_window=args.window,
-            output_reserve=args.output_reserve, max_tokens=args.max_tokens,
+            themes=args.themes,
+            proposals_per_pair=args.proposals,
+            models=_pairs(args.model, "--model"),
+            context_window=args.window,
+            output_reserve=args.output_reserve,
+            max_tokens=args.max_tokens,
             max_cost_usd=args.max_cost,
         )
     except ValueError as exc:
@@ -105,8 +132,11 @@ def _options(args: argparse.Namespace) -> RunOptions:
 def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> ProposalRequest:
     try:
         return ProposalRequest(
-            brief=brief, countries=args.countries, profiles=profiles,
-            variables=_pairs(args.var, "--var"), options=_options(args),
+            brief=brief,
+            countries=args.countries,
+            profiles=profiles,
+            variables=_pairs(args.var, "--var"),
+            options=_options(args),
         )
     except ValueError as exc:
         raise InputError(f"bad request: {exc}") from exc
@@ -141,17 +171,24 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     corpus = args.corpus or _find_corpus()
     profiles_file = corpus.resolve().parent / "profiles.yaml"
-    profiles = load_profiles(profiles_file) if profiles_file.is_file() else [
-        Profile(name="young urban savers", description="smartphone-first, small surpluses"),
-        Profile(name="rural smallholder families", description="seasonal income, agents"),
-    ]
+    profiles = (
+        load_profiles(profiles_file)
+        if profiles_file.is_file()
+        else [
+            Profile(name="young urban savers", description="smartphone-first, small surpluses"),
+            Profile(name="rural smallholder families", description="seasonal income, agents"),
+        ]
+    )
     request = _build_request(args, profiles, _DEMO_BRIEF)
     started = time.monotonic()
     embedder = embedder_from_settings(settings)
     print(f"ingesting {corpus} ...", file=sys.stderr)
     report = await ingest([corpus], settings=settings, embedder=embedder)
-    print(f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
-          f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    print(
+        f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
+        f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)",
+        file=sys.stderr,
+    )
     result = await _execute(request, settings, args, embedder=embedder)
     if result is None:
         return 1
@@ -189,8 +226,11 @@ async def _execute(
     progress = _Progress(quiet=args.quiet)
     async with open_services(settings, simulator_overrides=sim, **kw) as services:
         if services.simulated:
-            print(f"NOTE: no LLM provider configured; using the offline {services.provider}. "
-                  "Proposals will be SIMULATED text.", file=sys.stderr)
+            print(
+                f"NOTE: no LLM provider configured; using the offline {services.provider}. "
+                "Proposals will be SIMULATED text.",
+                file=sys.stderr,
+            )
         run = (
             resume(args.resume, settings, services=services)
             if request is None
@@ -287,8 +327,10 @@ class _Progress:
         elif t == "warning" and event.kind == "budget":  # type: ignore[union-attr]
             self._line(f"warning: {event.message}")  # type: ignore[union-attr]
         elif t == "run_started":
-            self._line(f"run started: {event.pairs} country x profile pairs, {event.themes} themes, "  # type: ignore[union-attr]
-                       f"{event.provider}")  # type: ignore[union-attr]
+            self._line(
+                f"run started: {event.pairs} country x profile pairs, {event.themes} themes, "  # type: ignore[union-attr]
+                f"{event.provider}"
+            )  # type: ignore[union-attr]
         if self._live is not None:
             self._live.update(self._table())
 
@@ -312,6 +354,13 @@ class _Progress:
             total = self.total.get(node)
             state = "✓" if node in self.finished else ("…" if total is not None else "")
             done = f"{self.done[node]}/{total}" if total is not None else "-"
-            table.add_row(node, done, str(max(0, self.running[node])), str(self.failed[node]),
-                          str(self.calls[node]), f"{self.tokens[node]:,}", state)
+            table.add_row(
+                node,
+                done,
+                str(max(0, self.running[node])),
+                str(self.failed[node]),
+                str(self.calls[node]),
+                f"{self.tokens[node]:,}",
+                state,
+            )
         return table

@@ -27,19 +27,32 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     p.add_argument("--country", help="ISO 3166-1 alpha-2 code for every file, or 'global'")
-    p.add_argument("--type", dest="doc_type", choices=DOC_TYPES, help="document type for every file")
-    p.add_argument("--prune", action="store_true",
-                   help="remove stored documents under PATH whose file no longer exists")
-    p.add_argument("--reset-index", action="store_true",
-                   help="delete the whole index first (needed to switch embedding models)")
+    p.add_argument(
+        "--type", dest="doc_type", choices=DOC_TYPES, help="document type for every file"
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove stored documents under PATH whose file no longer exists",
+    )
+    p.add_argument(
+        "--reset-index",
+        action="store_true",
+        help="delete the whole index first (needed to switch embedding models)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_ingest)
 
     s = subparsers.add_parser("search", help="search the corpus (hybrid: vectors + full text)")
     s.add_argument("query")
     s.add_argument("--country", help="this country's documents plus the global ones")
-    s.add_argument("--type", dest="doc_types", action="append", choices=DOC_TYPES,
-                   help="document type (repeatable)")
+    s.add_argument(
+        "--type",
+        dest="doc_types",
+        action="append",
+        choices=DOC_TYPES,
+        help="document type (repeatable)",
+    )
     s.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
     s.add_argument("--mode", choices=("hybrid", "vector", "text"), default="hybrid")
     s.add_argument("--json", action="store_true", help="print hits as JSON")
@@ -56,23 +69,37 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     console = Console(stderr=True)
     show_bar = not args.json and console.is_terminal
-    bar = Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.description}"),
-                   console=console, disable=not show_bar, transient=True)
+    bar = Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=not show_bar,
+        transient=True,
+    )
     task = bar.add_task("", total=None)
 
     def on_progress(event: IngestProgress) -> None:
         name = event.path.rsplit("/", 1)[-1]
-        bar.update(task, completed=event.done, total=event.total,
-                   description=f"{event.status} {name}")
+        bar.update(
+            task, completed=event.done, total=event.total, description=f"{event.status} {name}"
+        )
 
     async with await Database.open(settings) as db:
         with bar:
             report = await ingest(
-                args.paths, database=db, embedder=embedder_from_settings(settings),
-                country=args.country, doc_type=args.doc_type, prune=args.prune,
-                reset_index=args.reset_index, chunk_tokens=settings.chunk_tokens,
-                chunk_overlap=settings.chunk_overlap, progress=on_progress,
+                args.paths,
+                database=db,
+                embedder=embedder_from_settings(settings),
+                country=args.country,
+                doc_type=args.doc_type,
+                prune=args.prune,
+                reset_index=args.reset_index,
+                chunk_tokens=settings.chunk_tokens,
+                chunk_overlap=settings.chunk_overlap,
+                progress=on_progress,
             )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -92,8 +119,9 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 async def _search(args: argparse.Namespace, settings: Settings) -> int:
     async with await Database.open(settings) as db:
         store = Store(db, embedder_from_settings(settings))
-        hits = await store.search(args.query, args.k, country=args.country,
-                                  doc_types=args.doc_types, mode=args.mode)
+        hits = await store.search(
+            args.query, args.k, country=args.country, doc_types=args.doc_types, mode=args.mode
+        )
     if args.json:
         print(json.dumps([h.model_dump() for h in hits], indent=2))
         return 0
@@ -112,15 +140,22 @@ async def _docs(args: argparse.Namespace, settings: Settings) -> int:
         docs = await store.list_documents()
         info = await store.index_info()
     if args.json:
-        print(json.dumps({
-            "embedding_model": info.embedding_model if info else None,
-            "documents": [d.model_dump(mode="json") for d in docs],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "embedding_model": info.embedding_model if info else None,
+                    "documents": [d.model_dump(mode="json") for d in docs],
+                },
+                indent=2,
+            )
+        )
         return 0
     if info:
         print(f"index: {info.embedding_model} ({info.embedding_dim} dims)")
     for d in docs:
-        print(f"{d.id:>5}  {d.country or '--'}  {d.doc_type:<19} {d.chunks:>4} chunks  "
-              f"{d.title}  {d.path}")
+        print(
+            f"{d.id:>5}  {d.country or '--'}  {d.doc_type:<19} {d.chunks:>4} chunks  "
+            f"{d.title}  {d.path}"
+        )
     print(f"{len(docs)} documents, {sum(d.chunks for d in docs)} chunks")
     return 0

@@ -20,12 +20,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--profile", default=None,
-                        help="tier1, tier2, flaky or unlimited (default: settings' "
-                        "simulator_profile)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="tier1, tier2, flaky or unlimited (default: settings' simulator_profile)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated answers")
-    parser.add_argument("--time-scale", type=float, default=None,
-                        help="wall seconds per simulated second (0.01 = 100x faster)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="wall seconds per simulated second (0.01 = 100x faster)",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -36,6 +42,12 @@ async def _handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     profile = args.profile or settings.simulator_profile
-    await serve_forever(profile, host=args.host, port=args.port, seed=args.seed,
-                        announce=lambda line: print(line, flush=True), **overrides)
+    await serve_forever(
+        profile,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        announce=lambda line: print(line, flush=True),
+        **overrides,
+    )
     return 0

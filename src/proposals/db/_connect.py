@@ -42,9 +42,7 @@ def _start_embedded(pgdata: Path) -> tuple[Any, str]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        exists = server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{_EMBEDDED_DB}';"
-        )
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_EMBEDDED_DB}';")
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {_EMBEDDED_DB};")
     except Exception as exc:

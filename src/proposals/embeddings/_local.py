@@ -105,8 +105,12 @@ class LocalEmbedder:
                         "PROPOSALS_EMBEDDING_MODEL to a model available offline."
                     ) from exc
                 self._dim = int(self._model.get_embedding_dimension())
-                log.info("loaded embedding model %s (%d dims) from %s",
-                         self._model_name, self._dim, source)
+                log.info(
+                    "loaded embedding model %s (%d dims) from %s",
+                    self._model_name,
+                    self._dim,
+                    source,
+                )
             return self._model
 
     def _encode(self, texts: list[str]) -> np.ndarray:

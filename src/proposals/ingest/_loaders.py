@@ -93,9 +93,7 @@ def _check_plausible(text: str, path: Path) -> str:
 
 def _paragraph_blocks(text: str, section: str | None, page: int | None = None) -> list[Block]:
     return [
-        Block(p.strip(), section=section, page=page)
-        for p in _BLANK_SPLIT.split(text)
-        if p.strip()
+        Block(p.strip(), section=section, page=page) for p in _BLANK_SPLIT.split(text) if p.strip()
     ]
 
 
@@ -116,7 +114,12 @@ def _load_text(data: bytes, path: Path) -> LoadedDocument:
         line = lines[i]
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         # A short line underlined with === or --- is a heading (setext style).
-        if line.strip() and len(line) < 120 and re.fullmatch(r"\s*(=+|-+)\s*", nxt) and len(nxt.strip()) >= 3:
+        if (
+            line.strip()
+            and len(line) < 120
+            and re.fullmatch(r"\s*(=+|-+)\s*", nxt)
+            and len(nxt.strip()) >= 3
+        ):
             flush()
             section = line.strip()
             blocks.append(Block(section, section=section, heading=True))

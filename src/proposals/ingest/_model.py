@@ -43,9 +43,7 @@ def normalize_doc_type(value: object) -> str | None:
         return None
     found = doc_type_alias(str(value))
     if found is None:
-        raise InputError(
-            f"unknown document type {value!r}; expected one of {', '.join(DOC_TYPES)}"
-        )
+        raise InputError(f"unknown document type {value!r}; expected one of {', '.join(DOC_TYPES)}")
     return found
 
 

@@ -142,20 +142,22 @@ async def ingest(
             raise ConfigError("ingest() needs an embedder when no settings are given")
         embedder = embedder_from_settings(settings)
     size = chunk_tokens or (settings.chunk_tokens if settings else 400)
-    overlap = chunk_overlap if chunk_overlap is not None else (
-        settings.chunk_overlap if settings else 50
+    overlap = (
+        chunk_overlap if chunk_overlap is not None else (settings.chunk_overlap if settings else 50)
     )
     if country is not None:
         normalize_country(country)  # a bad flag is the user's mistake: fail before any work
     normalize_doc_type(doc_type)
     forced_country = UNSET if country is None else country
     if database is not None:
-        return await _Run(database, embedder, size, overlap, forced_country, doc_type,
-                          progress).run(paths, prune=prune, reset_index=reset_index)
+        return await _Run(
+            database, embedder, size, overlap, forced_country, doc_type, progress
+        ).run(paths, prune=prune, reset_index=reset_index)
     assert settings is not None
     async with await Database.open(settings) as db:
-        return await _Run(db, embedder, size, overlap, forced_country, doc_type,
-                          progress).run(paths, prune=prune, reset_index=reset_index)
+        return await _Run(db, embedder, size, overlap, forced_country, doc_type, progress).run(
+            paths, prune=prune, reset_index=reset_index
+        )
 
 
 class _Run:
@@ -180,8 +182,9 @@ class _Run:
         self.done = 0
         self.total = 0
 
-    async def run(self, paths: Sequence[str | PathLike[str]], *, prune: bool,
-                  reset_index: bool) -> IngestReport:
+    async def run(
+        self, paths: Sequence[str | PathLike[str]], *, prune: bool, reset_index: bool
+    ) -> IngestReport:
         from ..store import Store, check_index_model
 
         started = time.perf_counter()
@@ -235,10 +238,17 @@ class _Run:
             raise IngestError(str(source.path), f"cannot read file: {exc.strerror or exc}") from exc
         digest = hashlib.sha256(data).hexdigest()
         loaded = load_bytes(data, source.path)
-        meta = resolve_meta(source.path, source.root, loaded.metadata, loaded.title,
-                            country=self.country, doc_type=self.doc_type)
-        return _Prepared(source, source.path.as_posix(), digest, meta, loaded, loaded.metadata,
-                         len(data))
+        meta = resolve_meta(
+            source.path,
+            source.root,
+            loaded.metadata,
+            loaded.title,
+            country=self.country,
+            doc_type=self.doc_type,
+        )
+        return _Prepared(
+            source, source.path.as_posix(), digest, meta, loaded, loaded.metadata, len(data)
+        )
 
     def _fail(self, failure: IngestFailure) -> None:
         self.report.failed.append(failure)
@@ -305,8 +315,15 @@ class _Run:
                 " country = EXCLUDED.country, metadata = EXCLUDED.metadata,"
                 " embedding_model = EXCLUDED.embedding_model, updated_at = now() "
                 "RETURNING id",
-                (item.key, meta.title, item.digest, meta.doc_type, meta.country,
-                 Jsonb(file_meta, dumps=_DUMPS), self.embedder.name),
+                (
+                    item.key,
+                    meta.title,
+                    item.digest,
+                    meta.doc_type,
+                    meta.country,
+                    Jsonb(file_meta, dumps=_DUMPS),
+                    self.embedder.name,
+                ),
             )
             row = await cur.fetchone()
             assert row is not None
@@ -317,8 +334,17 @@ class _Run:
                     "INSERT INTO chunks (document_id, ord, text, section, page, token_count,"
                     " country, doc_type, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
-                        (doc_id, c.ord, c.text, c.section, c.page, c.token_count, meta.country,
-                         meta.doc_type, vectors[i])
+                        (
+                            doc_id,
+                            c.ord,
+                            c.text,
+                            c.section,
+                            c.page,
+                            c.token_count,
+                            meta.country,
+                            meta.doc_type,
+                            vectors[i],
+                        )
                         for i, c in enumerate(chunks)
                     ],
                 )
@@ -335,8 +361,9 @@ class _Run:
                 (meta.country, meta.doc_type, doc_id),
             )
 
-    async def _prune(self, paths: Sequence[str | PathLike[str]],
-                     existing: dict[str, tuple[Any, ...]]) -> None:
+    async def _prune(
+        self, paths: Sequence[str | PathLike[str]], existing: dict[str, tuple[Any, ...]]
+    ) -> None:
         def missing() -> list[tuple[str, int]]:
             roots = [Path(p).expanduser().resolve() for p in paths]
             found = []

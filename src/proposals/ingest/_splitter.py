@@ -22,7 +22,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _SPACE = re.compile(r"\s+")
 
 
-def split_blocks(blocks: Iterable[Block], chunk_tokens: int = 400, overlap: int = 50) -> list[Chunk]:
+def split_blocks(
+    blocks: Iterable[Block], chunk_tokens: int = 400, overlap: int = 50
+) -> list[Chunk]:
     """Split loaded blocks into chunks of at most about ``chunk_tokens`` tokens."""
     if chunk_tokens < 8:
         raise InputError("chunk_tokens must be at least 8")
@@ -53,8 +55,10 @@ def _pack_group(group: list[Block], limit: int, overlap: int, out: list[Chunk]) 
         if n <= limit:
             units.append((text, n, block.page))
         else:
-            units.extend((piece, count_tokens(piece), block.page)
-                         for piece in _split_long(text, limit - overlap))
+            units.extend(
+                (piece, count_tokens(piece), block.page)
+                for piece in _split_long(text, limit - overlap)
+            )
     parts: list[str] = []
     used = 0
     page: int | None = None

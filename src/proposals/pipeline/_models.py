@@ -178,7 +178,9 @@ def load_profiles(path: str | Path) -> list[Profile] | dict[str, list[Profile]]:
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"profiles file {p} is not valid {p.suffix.lstrip('.') or 'YAML'}: {exc}") from exc
+        raise InputError(
+            f"profiles file {p} is not valid {p.suffix.lstrip('.') or 'YAML'}: {exc}"
+        ) from exc
     if isinstance(data, dict) and set(data) == {"profiles"}:
         data = data["profiles"]
     try:

@@ -101,8 +101,13 @@ def _evidence(hit: SearchHit) -> dict[str, Any]:
 def _citation(hit: SearchHit) -> dict[str, Any]:
     c = hit.citation
     return {
-        "chunk_id": c.chunk_id, "title": c.title, "path": c.path, "page": c.page,
-        "section": c.section, "country": c.country, "doc_type": c.doc_type,
+        "chunk_id": c.chunk_id,
+        "title": c.title,
+        "path": c.path,
+        "page": c.page,
+        "section": c.section,
+        "country": c.country,
+        "doc_type": c.doc_type,
     }
 
 
@@ -195,7 +200,9 @@ def _failure(node: str, item: str, exc: BaseException) -> dict[str, Any]:
     ).model_dump()
 
 
-def _record_failure(ctx: PipelineContext, node: str, item: str, exc: BaseException) -> dict[str, Any]:
+def _record_failure(
+    ctx: PipelineContext, node: str, item: str, exc: BaseException
+) -> dict[str, Any]:
     failure = _failure(node, item, exc)
     ctx.reporter.item_failed(FailedItem.model_validate(failure))
     return failure
@@ -291,7 +298,12 @@ async def _reduce(
             ctx.reporter.warning("reduce_fallback", msg, node)
             return fallback(entries), failures, [*warnings, msg]
         merged, failed, answers = await _answer_groups(
-            ctx, node, groups, call, keep=keep, label=f"{label} merge level {level}",
+            ctx,
+            node,
+            groups,
+            call,
+            keep=keep,
+            label=f"{label} merge level {level}",
             on_failure=lambda items: fallback([e for e, _ in items]),
         )
         failures += failed
@@ -373,10 +385,16 @@ async def analyze(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
         themes = [t for t in candidates if t["title"].strip()]
         if answers > 1 and themes:
             themes, more_failures, more_warnings = await _reduce(
-                ctx, "analyze", themes, render=_theme_line,
+                ctx,
+                "analyze",
+                themes,
+                render=_theme_line,
                 messages=lambda m: ctx.prompts.render("analyze_merge", material=m, **common),
-                call=answer("analyze_merge"), keep=n, out_tokens=out_tokens,
-                fallback=lambda es: _dedupe_themes(es, n), label="themes",
+                call=answer("analyze_merge"),
+                keep=n,
+                out_tokens=out_tokens,
+                fallback=lambda es: _dedupe_themes(es, n),
+                label="themes",
             )
             failures += more_failures
             warnings += more_warnings
@@ -387,10 +405,14 @@ async def analyze(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
     final = []
     for i, t in enumerate(_dedupe_themes(themes, n), start=1):
         cites = [by_id[c]["citation"] for c in t["citations"] if c in by_id]
-        final.append({
-            "id": f"T{i}", "title": t["title"].strip(), "description": t["description"].strip(),
-            "citations": cites,
-        })
+        final.append(
+            {
+                "id": f"T{i}",
+                "title": t["title"].strip(),
+                "description": t["description"].strip(),
+                "citations": cites,
+            }
+        )
     ctx.reporter.node_finished("analyze", done=len(groups), failed=len(failures))
     return {"themes": final, "failed": failures, "warnings": warnings}
 
@@ -407,7 +429,9 @@ def _theme_out(
 # plan: each lens item draws its own evidence; items are packed into batches
 
 
-def _item_text(index: int, item: dict[str, Any], theme: dict[str, Any], texts: dict[int, str]) -> str:
+def _item_text(
+    index: int, item: dict[str, Any], theme: dict[str, Any], texts: dict[int, str]
+) -> str:
     profile = item["profile"]
     head = (
         f"[item_{index}] Theme {theme['id']}: {theme['title']}\n{theme['description']}\n"
@@ -451,7 +475,9 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
         await embedder.prefetch([query_of(lens, p, t) for lens, _, p, t in jobs])
         store = Store(store.database, embedder)
 
-    def search(lens: Lens, country: str, profile: Any, theme: dict[str, Any]) -> Callable[[], Awaitable[list[SearchHit]]]:
+    def search(
+        lens: Lens, country: str, profile: Any, theme: dict[str, Any]
+    ) -> Callable[[], Awaitable[list[SearchHit]]]:
         query = query_of(lens, profile, theme)
         return lambda: store.search(
             query, k=req.options.evidence_k, country=country, doc_types=LENS_DOC_TYPES[lens]
@@ -466,8 +492,11 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
         texts = {h.chunk_id: h.text for h in hits}
         item = {
             "key": f"{lens} {theme['id']} {country}/{profile.name}",
-            "lens": lens, "theme_id": theme["id"], "country": country,
-            "profile": profile.model_dump(), "chunk_ids": [h.chunk_id for h in hits],
+            "lens": lens,
+            "theme_id": theme["id"],
+            "country": country,
+            "profile": profile.model_dump(),
+            "chunk_ids": [h.chunk_id for h in hits],
         }
         budget = ctx.input_budget(
             ctx.prompts.render(lens, items="", brief=req.brief, variables=_variables(req)),
@@ -489,14 +518,20 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
             ctx.prompts.render(lens, items="", brief=req.brief, variables=_variables(req)),
             _lens_out_tokens(ctx, max_items),
         )
-        packed = _batch_items(pack([e[0] for e in entries], budget=max(budget, 32), count=lambda it: it["tokens"]))
+        packed = _batch_items(
+            pack([e[0] for e in entries], budget=max(budget, 32), count=lambda it: it["tokens"])
+        )
         for group in packed:
             for start in range(0, len(group), max_items):
                 chunk = group[start : start + max_items]
-                batches.append({
-                    "id": f"{lens}:{country}:{len(batches) + 1}", "lens": lens,
-                    "items": chunk, "tokens": sum(it["tokens"] for it in chunk),
-                })
+                batches.append(
+                    {
+                        "id": f"{lens}:{country}:{len(batches) + 1}",
+                        "lens": lens,
+                        "items": chunk,
+                        "tokens": sum(it["tokens"] for it in chunk),
+                    }
+                )
     ctx.reporter.node_finished("plan", done=len(jobs))
     for lens in LENSES:
         ctx.reporter.node_started(lens, total=sum(1 for b in batches if b["lens"] == lens))
@@ -508,7 +543,9 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
 # lenses (nodes B-E)
 
 
-def lens_node(lens: Lens) -> Callable[[dict[str, Any], Runtime[PipelineContext]], Awaitable[dict[str, Any]]]:
+def lens_node(
+    lens: Lens,
+) -> Callable[[dict[str, Any], Runtime[PipelineContext]], Awaitable[dict[str, Any]]]:
     """The node function of one lens; it receives one packed batch through ``Send``."""
 
     async def run(payload: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
@@ -527,9 +564,13 @@ def lens_node(lens: Lens) -> Callable[[dict[str, Any], Runtime[PipelineContext]]
             material = "\n\n".join(
                 _item_text(k, it, themes[it["theme_id"]], texts) for k, it in enumerate(sub, 1)
             )
-            messages = ctx.prompts.render(lens, items=material, brief=req.brief, variables=_variables(req))
+            messages = ctx.prompts.render(
+                lens, items=material, brief=req.brief, variables=_variables(req)
+            )
             schema = findings_schema(len(sub), ctx.findings_per_item)
-            return await ask(ctx, lens, messages, schema, _lens_out_tokens(ctx, len(sub))), _shown_ids(material)
+            return await ask(
+                ctx, lens, messages, schema, _lens_out_tokens(ctx, len(sub))
+            ), _shown_ids(material)
 
         def shrink(item: dict[str, Any]) -> dict[str, Any] | None:
             if len(item["chunk_ids"]) <= 1:
@@ -550,7 +591,9 @@ def lens_node(lens: Lens) -> Callable[[dict[str, Any], Runtime[PipelineContext]]
         failures: list[dict[str, Any]] = []
         for outcome in outcomes:
             if outcome.error is not None:
-                failures += [_record_failure(ctx, lens, it["key"], outcome.error) for it in outcome.items]
+                failures += [
+                    _record_failure(ctx, lens, it["key"], outcome.error) for it in outcome.items
+                ]
                 continue
             out, shown = outcome.result
             for k, it in enumerate(outcome.items, 1):
@@ -559,12 +602,19 @@ def lens_node(lens: Lens) -> Callable[[dict[str, Any], Runtime[PipelineContext]]
                         continue
                     kept, warn = _keep_cited(ctx, lens, f.citations, shown, it["key"])
                     warnings += warn
-                    findings.append({
-                        "lens": lens, "theme_id": it["theme_id"], "country": it["country"],
-                        "profile": it["profile"]["name"], "text": f.statement.strip(),
-                        "citations": [cites[c] for c in kept if c in cites],
-                    })
-        ctx.reporter.batch_finished(lens, batch["id"], len(items), ok=not failures or len(failures) < len(items))
+                    findings.append(
+                        {
+                            "lens": lens,
+                            "theme_id": it["theme_id"],
+                            "country": it["country"],
+                            "profile": it["profile"]["name"],
+                            "text": f.statement.strip(),
+                            "citations": [cites[c] for c in kept if c in cites],
+                        }
+                    )
+        ctx.reporter.batch_finished(
+            lens, batch["id"], len(items), ok=not failures or len(failures) < len(items)
+        )
         return {"findings": findings, "failed": failures, "warnings": warnings, "lens_done": [lens]}
 
     run.__name__ = lens
@@ -578,7 +628,9 @@ async def collect(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
     failed = state.get("failed") or []
     for lens in LENSES:
         total = sum(1 for b in batches if b["lens"] == lens)
-        ctx.reporter.node_finished(lens, done=total, failed=sum(1 for f in failed if f["node"] == lens))
+        ctx.reporter.node_finished(
+            lens, done=total, failed=sum(1 for f in failed if f["node"] == lens)
+        )
     if not state.get("stops"):
         ctx.reporter.node_started("synthesize", total=len(state.get("pairs") or []))
     return {}
@@ -682,10 +734,16 @@ async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext])
         )
         if answers > 1 and drafts:
             drafts, more_failures, more_warnings = await _reduce(
-                ctx, "synthesize", drafts, render=_draft_text,
+                ctx,
+                "synthesize",
+                drafts,
+                render=_draft_text,
                 messages=lambda m: ctx.prompts.render("synthesize_reduce", material=m, **common),
-                call=answer("synthesize_reduce"), keep=n, out_tokens=out_tokens,
-                fallback=lambda ds: _by_score(ds)[:n], label=f"proposals {label}",
+                call=answer("synthesize_reduce"),
+                keep=n,
+                out_tokens=out_tokens,
+                fallback=lambda ds: _by_score(ds)[:n],
+                label=f"proposals {label}",
             )
             failures += more_failures
             warnings += more_warnings
@@ -698,20 +756,30 @@ async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext])
     proposals = []
     for rank, d in enumerate(_by_score(drafts)[:n], start=1):
         proposal = Proposal(
-            rank=rank, country=country, profile=profile["name"], title=d["title"].strip(),
-            summary=d["summary"], value_proposition=d["value_proposition"],
-            key_features=d["key_features"], regulatory_notes=d["regulatory_notes"],
-            feasibility=d["feasibility"], pricing_and_positioning=d["pricing_and_positioning"],
-            risks=d["risks"], score=d["score"], score_reason=d["score_reason"],
+            rank=rank,
+            country=country,
+            profile=profile["name"],
+            title=d["title"].strip(),
+            summary=d["summary"],
+            value_proposition=d["value_proposition"],
+            key_features=d["key_features"],
+            regulatory_notes=d["regulatory_notes"],
+            feasibility=d["feasibility"],
+            pricing_and_positioning=d["pricing_and_positioning"],
+            risks=d["risks"],
+            score=d["score"],
+            score_reason=d["score_reason"],
             citations=[lookup[c] for c in d["citations"] if c in lookup],
         )
         ctx.reporter.proposal(proposal)
         proposals.append(proposal.model_dump(mode="json"))
     ctx.reporter.batch_finished("synthesize", label, len(findings), ok=bool(proposals))
     if not proposals and not failures:
-        failures.append(_record_failure(
-            ctx, "synthesize", f"synthesize {label}", _NoFindings("the model proposed nothing")
-        ))
+        failures.append(
+            _record_failure(
+                ctx, "synthesize", f"synthesize {label}", _NoFindings("the model proposed nothing")
+            )
+        )
     return {"proposals": proposals, "failed": failures, "warnings": warnings, "synth_done": [label]}
 
 

@@ -53,7 +53,9 @@ class Prompts:
                 {"role": "user", "content": user.substitute(values).strip()},
             ]
         except (KeyError, ValueError) as exc:
-            raise ConfigError(f"prompt template {name!r} uses an unknown placeholder: {exc}") from exc
+            raise ConfigError(
+                f"prompt template {name!r} uses an unknown placeholder: {exc}"
+            ) from exc
 
 
 def _parse(name: str, text: str) -> tuple[string.Template, string.Template]:

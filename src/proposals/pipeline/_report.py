@@ -69,7 +69,12 @@ def render_markdown(result: ProposalResult) -> str:
                 lines += [f"- {_cite(c)}" for c in p.citations] or ["- (none)"]
                 lines.append("")
     if result.failed:
-        lines += ["## Failures", "", "These items failed after retries; the rest of the run went on.", ""]
+        lines += [
+            "## Failures",
+            "",
+            "These items failed after retries; the rest of the run went on.",
+            "",
+        ]
         lines += [f"- `{f.node}` {f.item}: {f.error_type}: {f.error}" for f in result.failed]
         lines.append("")
     if result.warnings:

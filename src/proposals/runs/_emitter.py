@@ -109,7 +109,9 @@ class RunEmitter:
         elif isinstance(event, llm.CallRetry):
             u["retries"] += 1
             phase = "retry"
-            extra["detail"] = f"attempt {event.attempt} failed ({event.reason}); retry in {event.wait_s:.2f}s"
+            extra["detail"] = (
+                f"attempt {event.attempt} failed ({event.reason}); retry in {event.wait_s:.2f}s"
+            )
         elif isinstance(event, llm.CallFinished):
             self.in_flight = max(0, self.in_flight - 1)
             phase = "finished"

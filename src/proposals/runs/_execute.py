@@ -265,7 +265,8 @@ def _result(
         provider=services.provider,
         themes=[Theme.model_validate(t) for t in state.get("themes") or []],
         findings=[
-            Finding.model_validate(f) for f in sorted(state.get("findings") or [], key=finding_order)
+            Finding.model_validate(f)
+            for f in sorted(state.get("findings") or [], key=finding_order)
         ],
         proposals=proposals,
         failed=failed,
@@ -291,7 +292,11 @@ def generate(
     :func:`open_services`).
     """
     return Run(
-        request, settings, services=services, run_id=run_id, resuming=False,
+        request,
+        settings,
+        services=services,
+        run_id=run_id,
+        resuming=False,
         service_options=service_options,
     )
 
@@ -309,7 +314,10 @@ def resume(
     repeated.
     """
     return Run(
-        None, settings, services=services, run_id=run_id, resuming=True,
+        None,
+        settings,
+        services=services,
+        run_id=run_id,
+        resuming=True,
         service_options=service_options,
     )
-

@@ -99,8 +99,13 @@ async def open_services(
         )
         checkpointer = await _checkpointer(stack, database.url)
         yield Services(
-            settings=settings, database=database, store=store, gateway=gateway,
-            checkpointer=checkpointer, simulated=simulated, provider=provider,
+            settings=settings,
+            database=database,
+            store=store,
+            gateway=gateway,
+            checkpointer=checkpointer,
+            simulated=simulated,
+            provider=provider,
             simulator=simulator,
         )
 

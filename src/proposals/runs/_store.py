@@ -91,8 +91,13 @@ class RunRegistry:
             raise DatabaseError(f"could not read runs: {exc}") from exc
         return [
             RunRecord(
-                id=r[0], status=r[1], request=r[2], result=r[3], error=r[4],
-                created_at=r[5], updated_at=r[6],
+                id=r[0],
+                status=r[1],
+                request=r[2],
+                result=r[3],
+                error=r[4],
+                created_at=r[5],
+                updated_at=r[6],
             )
             for r in rows
         ]
@@ -108,9 +113,7 @@ class EventLog:
         """Store events (already numbered); a repeated (run, seq) is ignored."""
         if not events:
             return
-        rows = [
-            (e.run_id, e.seq, e.type, e.model_dump_json(), e.at) for e in events
-        ]
+        rows = [(e.run_id, e.seq, e.type, e.model_dump_json(), e.at) for e in events]
         try:
             async with self.database.pool.connection() as conn, conn.cursor() as cur:
                 await cur.executemany(

@@ -25,8 +25,16 @@ def _main(argv: list[str]) -> int:
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(args.profile, host=args.host, port=args.port, seed=args.seed,
-                                  announce=lambda line: print(line, flush=True), **overrides))
+        asyncio.run(
+            serve_forever(
+                args.profile,
+                host=args.host,
+                port=args.port,
+                seed=args.seed,
+                announce=lambda line: print(line, flush=True),
+                **overrides,
+            )
+        )
     return 0
 
 

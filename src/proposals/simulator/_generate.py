@@ -34,8 +34,21 @@ _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\[#\d+\])")
 # A sentence runs to a line end or to . ! ? followed by a space; "3.5" and "e.g." stay whole.
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+(?=[^\s.!?])[^.!?\n]*)*[.!?]*")
 _SHORT_FIELD = (
-    "title", "name", "label", "headline", "theme", "country", "profile", "segment",
-    "code", "type", "category", "kind", "tag", "channel", "id",
+    "title",
+    "name",
+    "label",
+    "headline",
+    "theme",
+    "country",
+    "profile",
+    "segment",
+    "code",
+    "type",
+    "category",
+    "kind",
+    "tag",
+    "channel",
+    "id",
 )
 _FALLBACK = "The simulator found no sentence in the prompt to draw from."
 _TOKENS_PER_MESSAGE = 3
@@ -145,8 +158,7 @@ def request_key(body: dict[str, Any], seed: int) -> bytes:
     """A digest of the seed and the request body, delivery keys (stream, max_tokens) aside."""
     canonical = {k: v for k, v in body.items() if k not in _DELIVERY_KEYS}
     blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(f"{seed}\x00{blob}".encode("utf-8", "replace"),
-                           digest_size=16).digest()
+    return hashlib.blake2b(f"{seed}\x00{blob}".encode("utf-8", "replace"), digest_size=16).digest()
 
 
 def request_rng(key: bytes) -> random.Random:
@@ -155,8 +167,14 @@ def request_rng(key: bytes) -> random.Random:
 
 
 def generate_content(
-    body: dict[str, Any], material: Material, rng: random.Random, *, list_mean: float,
-    nested_list_mean: float, citations_mean: float, text_sentences: float,
+    body: dict[str, Any],
+    material: Material,
+    rng: random.Random,
+    *,
+    list_mean: float,
+    nested_list_mean: float,
+    citations_mean: float,
+    text_sentences: float,
 ) -> str:
     """The assistant message content for ``body`` (JSON text or plain text)."""
     response_format = body.get("response_format") or {}
@@ -187,8 +205,14 @@ def _around(rng: random.Random, mean: float) -> int:
 class _Generator:
     """Walks a JSON schema and produces a value valid against it."""
 
-    def __init__(self, material: Material, rng: random.Random, list_mean: float,
-                 nested_list_mean: float, citations_mean: float) -> None:
+    def __init__(
+        self,
+        material: Material,
+        rng: random.Random,
+        list_mean: float,
+        nested_list_mean: float,
+        citations_mean: float,
+    ) -> None:
         self.m = material
         self.rng = rng
         self.list_mean = list_mean
@@ -252,8 +276,9 @@ class _Generator:
         return min(hi, max(lo, round(self.rng.uniform(lo, hi), 3)))
 
     # -- arrays -------------------------------------------------------------------------
-    def citations(self, item_schema: dict[str, Any] | None, min_items: int,
-                  max_items: int | None) -> list[Any]:
+    def citations(
+        self, item_schema: dict[str, Any] | None, min_items: int, max_items: int | None
+    ) -> list[Any]:
         ids = self.m.chunk_ids
         want = max(min_items, 1 if ids else 0, _around(self.rng, self.citations_mean))
         if max_items is not None:
@@ -269,15 +294,19 @@ class _Generator:
             return [str(i) for i in picked]
         return picked
 
-    def array(self, schema: dict[str, Any], root: dict[str, Any], name: str, depth: int,
-              nested: bool) -> list[Any]:
+    def array(
+        self, schema: dict[str, Any], root: dict[str, Any], name: str, depth: int, nested: bool
+    ) -> list[Any]:
         items = schema.get("items") or {}
         resolved_items = self.resolve(items, root)
         min_items = int(schema.get("minItems") or 0)
         max_items = schema.get("maxItems")
         lowered = name.lower()
         if ("citation" in lowered or "chunk" in lowered) and resolved_items.get("type") in (
-            "integer", "string", "number", None,
+            "integer",
+            "string",
+            "number",
+            None,
         ):
             return self.citations(resolved_items, min_items, max_items)
         mean = self.nested_list_mean if nested else self.list_mean
@@ -287,8 +316,10 @@ class _Generator:
         if depth > 6:
             count = min_items
         singular = name[:-1] if name.endswith("s") else name
-        values = [self.value(items, root, name=singular, depth=depth + 1, nested=True)
-                  for _ in range(count)]
+        values = [
+            self.value(items, root, name=singular, depth=depth + 1, nested=True)
+            for _ in range(count)
+        ]
         if schema.get("uniqueItems"):
             values = list({json.dumps(v, sort_keys=True): v for v in values}.values())
         return values
@@ -308,8 +339,9 @@ class _Generator:
             seen += 1
         return schema if isinstance(schema, dict) else {}
 
-    def value(self, schema: dict[str, Any], root: dict[str, Any], *, name: str, depth: int,
-              nested: bool) -> Any:
+    def value(
+        self, schema: dict[str, Any], root: dict[str, Any], *, name: str, depth: int, nested: bool
+    ) -> Any:
         schema = self.resolve(schema, root)
         if "const" in schema:
             return schema["const"]
@@ -323,8 +355,9 @@ class _Generator:
                 # Deep inside a (possibly recursive) schema, prefer ending the branch.
                 if not non_null or (nullable and (depth > 6 or self.rng.random() < 0.1)):
                     return None
-                return self.value(self.rng.choice(non_null), root, name=name, depth=depth,
-                                  nested=nested)
+                return self.value(
+                    self.rng.choice(non_null), root, name=name, depth=depth, nested=nested
+                )
         if "allOf" in schema:
             merged: dict[str, Any] = {}
             for part in schema["allOf"]:
@@ -335,12 +368,15 @@ class _Generator:
             choices = [k for k in kind if k != "null"] or ["null"]
             kind = choices[0]
         if kind is None:
-            kind = "object" if "properties" in schema else "array" if "items" in schema else (
-                "string")
+            kind = (
+                "object" if "properties" in schema else "array" if "items" in schema else ("string")
+            )
         if kind == "object":
             props = schema.get("properties") or {}
-            return {key: self.value(sub, root, name=key, depth=depth + 1, nested=nested)
-                    for key, sub in props.items()}
+            return {
+                key: self.value(sub, root, name=key, depth=depth + 1, nested=nested)
+                for key, sub in props.items()
+            }
         if kind == "array":
             return self.array(schema, root, name, depth, nested)
         if kind == "string":

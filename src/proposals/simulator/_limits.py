@@ -63,8 +63,9 @@ class _Bucket:
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute buckets over a scaled minute."""
 
-    def __init__(self, rpm: int | None, tpm: int | None, *, time_scale: float,
-                 burst_s: float) -> None:
+    def __init__(
+        self, rpm: int | None, tpm: int | None, *, time_scale: float, burst_s: float
+    ) -> None:
         window = 60.0 * time_scale
         fraction = burst_s / 60.0
         self.requests = _Bucket(rpm, window, fraction) if rpm else None
@@ -105,10 +106,12 @@ class RateLimiter:
                 continue
             bucket.refill(now)
             out.append((f"x-ratelimit-limit-{suffix}".encode(), str(bucket.limit).encode()))
-            out.append((f"x-ratelimit-remaining-{suffix}".encode(),
-                        str(bucket.remaining()).encode()))
-            out.append((f"x-ratelimit-reset-{suffix}".encode(),
-                        format_reset(bucket.reset_s()).encode()))
+            out.append(
+                (f"x-ratelimit-remaining-{suffix}".encode(), str(bucket.remaining()).encode())
+            )
+            out.append(
+                (f"x-ratelimit-reset-{suffix}".encode(), format_reset(bucket.reset_s()).encode())
+            )
         return out
 
 

@@ -28,9 +28,11 @@ _URL_LINE = re.compile(r"(http://\S+/v1)\b")
 def banner(sim: Simulator) -> list[str]:
     """The lines announcing a running simulator; the first carries its base URL."""
     p = sim.profile
-    limits = (f"connections={p.max_connections or 'unlimited'} rpm={p.rpm or 'unlimited'} "
-              f"tpm={p.tpm or 'unlimited'} context_window={p.context_window} "
-              f"time_scale={p.time_scale}")
+    limits = (
+        f"connections={p.max_connections or 'unlimited'} rpm={p.rpm or 'unlimited'} "
+        f"tpm={p.tpm or 'unlimited'} context_window={p.context_window} "
+        f"time_scale={p.time_scale}"
+    )
     return [
         f"simulator base URL: {sim.base_url}",
         "This is a SIMULATOR: every answer is simulated text built from the prompt, "
@@ -41,8 +43,12 @@ def banner(sim: Simulator) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def run_simulator(
-    profile: str | SimulatorProfile = "tier1", *, host: str = "127.0.0.1", port: int = 0,
-    seed: int = 0, **overrides: Any,
+    profile: str | SimulatorProfile = "tier1",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 0,
+    **overrides: Any,
 ) -> AsyncIterator[Simulator]:
     """Run a simulator in the current event loop for the duration of the ``async with``.
 
@@ -57,8 +63,13 @@ async def run_simulator(
 
 
 async def serve_forever(
-    profile: str | SimulatorProfile = "tier1", *, host: str = "127.0.0.1", port: int = 0,
-    seed: int = 0, announce: Callable[[str], None] = print, **overrides: Any,
+    profile: str | SimulatorProfile = "tier1",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 0,
+    announce: Callable[[str], None] = print,
+    **overrides: Any,
 ) -> None:
     """Run a simulator until cancelled (Ctrl-C), announcing its URL through ``announce``."""
     async with run_simulator(profile, host=host, port=port, seed=seed, **overrides) as sim:
@@ -79,6 +90,7 @@ class _ThreadHandle:
 
     def stats(self) -> dict[str, Any]:
         """Counters, read inside the simulator's own loop."""
+
         async def read() -> dict[str, Any]:
             return self.simulator.stats()
 
@@ -86,8 +98,9 @@ class _ThreadHandle:
 
 
 @contextlib.contextmanager
-def serve_in_thread(profile: str | SimulatorProfile = "unlimited", *, seed: int = 0,
-                    **overrides: Any) -> Iterator[_ThreadHandle]:
+def serve_in_thread(
+    profile: str | SimulatorProfile = "unlimited", *, seed: int = 0, **overrides: Any
+) -> Iterator[_ThreadHandle]:
     """Run a simulator in a daemon thread with its own event loop (for synchronous code)."""
     ready = threading.Event()
     box: dict[str, Any] = {}
@@ -105,8 +118,9 @@ def serve_in_thread(profile: str | SimulatorProfile = "unlimited", *, seed: int 
             ready.set()
             raise
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True,
-                              name="proposals-simulator")
+    thread = threading.Thread(
+        target=asyncio.run, args=(main(),), daemon=True, name="proposals-simulator"
+    )
     thread.start()
     ready.wait(30)
     if "handle" not in box:
@@ -127,12 +141,29 @@ class SimulatorProcess:
     the child on exit.
     """
 
-    def __init__(self, profile: str = "tier1", *, host: str = "127.0.0.1", port: int = 0,
-                 seed: int = 0, startup_timeout_s: float = 30.0, **overrides: Any) -> None:
+    def __init__(
+        self,
+        profile: str = "tier1",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        startup_timeout_s: float = 30.0,
+        **overrides: Any,
+    ) -> None:
         self.profile: SimulatorProfile = get_profile(profile, **overrides)  # validates early
         self._args = [
-            sys.executable, "-m", "proposals.simulator", "--profile", profile,
-            "--host", host, "--port", str(port), "--seed", str(seed),
+            sys.executable,
+            "-m",
+            "proposals.simulator",
+            "--profile",
+            profile,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--seed",
+            str(seed),
         ]
         if overrides:
             self._args += ["--overrides", json.dumps(overrides)]

@@ -35,8 +35,9 @@ _PIECE_WORDS = 4
 _MIN_SLEEP_S = 0.005
 
 
-def _error_body(message: str, type_: str, *, param: str | None = None,
-                code: str | None = None) -> bytes:
+def _error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
     return json.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code}}
     ).encode()
@@ -62,8 +63,9 @@ class Simulator:
     same dict as ``GET /sim/stats``.
     """
 
-    def __init__(self, profile: SimulatorProfile, *, host: str = "127.0.0.1", port: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, profile: SimulatorProfile, *, host: str = "127.0.0.1", port: int = 0, seed: int = 0
+    ) -> None:
         self.profile = profile
         self.host = host
         self.seed = seed
@@ -132,8 +134,7 @@ class Simulator:
         self._limiter = self._new_limiter()
 
     # -- connections ----------------------------------------------------------------------
-    async def _on_connect(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -171,8 +172,9 @@ class Simulator:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     initial: bytes = b"") -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, initial: bytes = b""
+    ) -> None:
         conn = h11.Connection(h11.SERVER)
         if initial:
             conn.receive_data(initial)
@@ -197,9 +199,16 @@ class Simulator:
                 return
             conn.start_next_cycle()
 
-    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
-                    body: bytes, headers: list[tuple[bytes, bytes]] | None = None, *,
-                    count: bool = True) -> None:
+    async def _send(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        count: bool = True,
+    ) -> None:
         if count:  # only chat completions are counted; /sim/* and /models are not
             self._stats.count_status(status)
         all_headers = [_JSON, (b"content-length", str(len(body)).encode()), *self._headers()]
@@ -218,9 +227,14 @@ class Simulator:
         ]
 
     # -- routing --------------------------------------------------------------------------
-    async def _dispatch(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, request: h11.Request,
-                        body: bytes) -> None:
+    async def _dispatch(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body: bytes,
+    ) -> None:
         method = request.method.decode()
         path = unquote(request.target.decode("latin-1").partition("?")[0]).rstrip("/")
         parts = [p for p in path.split("/") if p]
@@ -240,36 +254,51 @@ class Simulator:
                 if conn.our_state is not h11.SEND_RESPONSE:
                     _reset(writer)
                     raise _Closed from exc
-                await self._send(conn, writer, 500, _error_body(
-                    f"simulator internal error: {exc!r}", "simulator_error"))
+                await self._send(
+                    conn,
+                    writer,
+                    500,
+                    _error_body(f"simulator internal error: {exc!r}", "simulator_error"),
+                )
             finally:
                 self._stats.in_flight -= 1
             return None
         if method == "GET" and parts in (["v1", "models"], ["models"], ["openai", "models"]):
             return await self._send(conn, writer, 200, self._models_body(), count=False)
         if method == "GET" and parts == ["sim", "stats"]:
-            return await self._send(conn, writer, 200, json.dumps(self.stats()).encode(),
-                                    count=False)
+            return await self._send(
+                conn, writer, 200, json.dumps(self.stats()).encode(), count=False
+            )
         if method == "POST" and parts == ["sim", "reset"]:
             self.reset()
-            return await self._send(conn, writer, 200, json.dumps(self.stats()).encode(),
-                                    count=False)
+            return await self._send(
+                conn, writer, 200, json.dumps(self.stats()).encode(), count=False
+            )
         return await self._not_found(conn, writer, path)
 
-    async def _not_found(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                         path: str) -> None:
+    async def _not_found(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, path: str
+    ) -> None:
         body = _error_body(f"Invalid URL ({path}) on the simulator", "invalid_request_error")
         await self._send(conn, writer, 404, body, count=False)
 
     def _models_body(self) -> bytes:
         owner = f"proposals-simulator ({self.profile.name}, simulated)"
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": owner}
-                for m in self.profile.models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": owner}
+            for m in self.profile.models
+        ]
         return json.dumps({"object": "list", "data": data, "simulated": True}).encode()
 
     # -- chat completions -----------------------------------------------------------------
-    async def _chat(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter, raw: bytes, deployment: str | None) -> None:
+    async def _chat(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        raw: bytes,
+        deployment: str | None,
+    ) -> None:
         stats = self._stats
         profile = self.profile
         try:
@@ -279,8 +308,14 @@ class Simulator:
                 raise TypeError("messages must be a list of objects")
         except (ValueError, KeyError, TypeError) as exc:
             stats.rejects["bad_request"] += 1
-            return await self._send(conn, writer, 400, _error_body(
-                f"Invalid request body: {exc}", "invalid_request_error", param="messages"))
+            return await self._send(
+                conn,
+                writer,
+                400,
+                _error_body(
+                    f"Invalid request body: {exc}", "invalid_request_error", param="messages"
+                ),
+            )
         model = deployment or str(body.get("model") or profile.models[0])
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
         max_out = int(max_out) if isinstance(max_out, int | float) and max_out > 0 else None
@@ -290,16 +325,28 @@ class Simulator:
         if p_tokens + (max_out or 0) > window:
             stats.rejects["context_length"] += 1
             if max_out:
-                detail = (f"However, you requested {p_tokens + max_out} tokens ({p_tokens} in "
-                          f"the messages, {max_out} in the completion). Please reduce the "
-                          "length of the messages or completion.")
+                detail = (
+                    f"However, you requested {p_tokens + max_out} tokens ({p_tokens} in "
+                    f"the messages, {max_out} in the completion). Please reduce the "
+                    "length of the messages or completion."
+                )
             else:
-                detail = (f"However, your messages resulted in {p_tokens} tokens. Please "
-                          "reduce the length of the messages.")
+                detail = (
+                    f"However, your messages resulted in {p_tokens} tokens. Please "
+                    "reduce the length of the messages."
+                )
             message = f"This model's maximum context length is {window} tokens. {detail}"
-            return await self._send(conn, writer, 400, _error_body(
-                message, "invalid_request_error", param="messages",
-                code="context_length_exceeded"))
+            return await self._send(
+                conn,
+                writer,
+                400,
+                _error_body(
+                    message,
+                    "invalid_request_error",
+                    param="messages",
+                    code="context_length_exceeded",
+                ),
+            )
 
         cause, wait = self._limiter.try_acquire(p_tokens + (max_out or 0))
         if cause is not None:
@@ -311,10 +358,13 @@ class Simulator:
             if roll < rate:
                 stats.rejects[fault] += 1
                 status = 500 if fault == "fault_500" else 503
-                text = ("The server had an error while processing your request. Sorry about "
-                        "that! (simulated fault)" if status == 500 else
-                        "The engine is currently overloaded, please try again later. "
-                        "(simulated fault)")
+                text = (
+                    "The server had an error while processing your request. Sorry about "
+                    "that! (simulated fault)"
+                    if status == 500
+                    else "The engine is currently overloaded, please try again later. "
+                    "(simulated fault)"
+                )
                 return await self._send(conn, writer, status, _error_body(text, "server_error"))
             roll -= rate
         reset_now = roll < profile.fault_reset
@@ -340,8 +390,10 @@ class Simulator:
             "total_tokens": p_tokens + c_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
             },
         }
         meta = {
@@ -352,20 +404,34 @@ class Simulator:
         }
         if body.get("stream"):
             options = body.get("stream_options") or {}
-            await self._stream(conn, writer, meta, content, finish, usage,
-                               bool(options.get("include_usage")), reset_now)
+            await self._stream(
+                conn,
+                writer,
+                meta,
+                content,
+                finish,
+                usage,
+                bool(options.get("include_usage")),
+                reset_now,
+            )
             stats.streamed += 1
         else:
             result = {
                 **meta,
                 "object": "chat.completion",
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None,
-                                "annotations": []},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": content,
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
                 "usage": usage,
                 "service_tier": "default",
             }
@@ -378,8 +444,9 @@ class Simulator:
         stats.prompt_tokens += p_tokens
         stats.completion_tokens += c_tokens
 
-    def _output(self, key: bytes, body: dict[str, Any],
-                messages: list[dict[str, Any]]) -> tuple[str, int]:
+    def _output(
+        self, key: bytes, body: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> tuple[str, int]:
         """The full (untruncated) answer and its token count, cached for retries."""
         hit = self._outputs.get(key)
         if hit is not None:
@@ -387,8 +454,12 @@ class Simulator:
             return hit
         p = self.profile
         content = generate_content(
-            body, material_for(messages), request_rng(key), list_mean=p.list_mean,
-            nested_list_mean=p.nested_list_mean, citations_mean=p.citations_mean,
+            body,
+            material_for(messages),
+            request_rng(key),
+            list_mean=p.list_mean,
+            nested_list_mean=p.nested_list_mean,
+            citations_mean=p.citations_mean,
             text_sentences=p.text_sentences,
         )
         result = (content, count_tokens(content))
@@ -397,34 +468,39 @@ class Simulator:
             self._outputs.popitem(last=False)
         return result
 
-    async def _rate_limited(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                            cause: str, wait: float) -> None:
+    async def _rate_limited(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, cause: str, wait: float
+    ) -> None:
         self._stats.rejects[cause] += 1
         p = self.profile
         if cause == "rate_limit_rpm":
             kind, unit, limit = "requests", "requests per min (RPM)", p.rpm
         else:
             kind, unit, limit = "tokens", "tokens per min (TPM)", p.tpm
-        message = (f"Rate limit reached for {p.name} (simulated) on {unit}: Limit {limit}. "
-                   f"Please try again in {wait:.3f}s.")
-        headers = [(b"retry-after-ms", str(max(1, math.ceil(wait * 1000))).encode()),
-                   (b"retry-after", str(max(1, math.ceil(wait))).encode())]
-        await self._send(conn, writer, 429,
-                         _error_body(message, kind, code="rate_limit_exceeded"), headers)
+        message = (
+            f"Rate limit reached for {p.name} (simulated) on {unit}: Limit {limit}. "
+            f"Please try again in {wait:.3f}s."
+        )
+        headers = [
+            (b"retry-after-ms", str(max(1, math.ceil(wait * 1000))).encode()),
+            (b"retry-after", str(max(1, math.ceil(wait))).encode()),
+        ]
+        await self._send(
+            conn, writer, 429, _error_body(message, kind, code="rate_limit_exceeded"), headers
+        )
 
     async def _stall(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Hang without answering until ``stall_s`` passes or the client gives up."""
         deadline = time.monotonic() + self.profile.stall_s
         while time.monotonic() < deadline:
-            if reader.at_eof() or reader.exception() is not None or (
-                writer.transport.is_closing()
-            ):
+            if reader.at_eof() or reader.exception() is not None or (writer.transport.is_closing()):
                 break
             await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         _reset(writer)
 
-    async def _reset_mid_response(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                                  payload: bytes) -> None:
+    async def _reset_mid_response(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, payload: bytes
+    ) -> None:
         """Send the headers and part of the body, then RST."""
         self._stats.rejects["fault_reset"] += 1
         self._stats.count_status(200)
@@ -436,33 +512,52 @@ class Simulator:
         _reset(writer)
         raise _Closed
 
-    async def _stream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                      meta: dict[str, Any], content: str, finish: str, usage: dict[str, Any],
-                      include_usage: bool, reset_now: bool) -> None:
+    async def _stream(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        meta: dict[str, Any],
+        content: str,
+        finish: str,
+        usage: dict[str, Any],
+        include_usage: bool,
+        reset_now: bool,
+    ) -> None:
         """Server-sent events in OpenAI's chunk format, paced by the latency model."""
         p = self.profile
         self._stats.count_status(200)
-        headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                   (b"cache-control", b"no-cache"), *self._headers()]
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            *self._headers(),
+        ]
         writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
         await writer.drain()
         base = {**meta, "object": "chat.completion.chunk"}
         extra = {"usage": None} if include_usage else {}
 
         def event(delta: dict[str, Any], reason: str | None) -> bytes:
-            chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                          "finish_reason": reason}], **extra}
+            chunk = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+                ],
+                **extra,
+            }
             return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
 
         await asyncio.sleep(p.ttft_s * p.time_scale)
-        writer.write(conn.send(h11.Data(data=event(
-            {"role": "assistant", "content": "", "refusal": None}, None))))
+        writer.write(
+            conn.send(
+                h11.Data(data=event({"role": "assistant", "content": "", "refusal": None}, None))
+            )
+        )
         words = content.split(" ")
-        pieces = [" ".join(words[i:i + _PIECE_WORDS]) + (" " if i + _PIECE_WORDS < len(words)
-                                                          else "")
-                  for i in range(0, len(words), _PIECE_WORDS)]
-        per_char = (p.per_token_s * p.time_scale * usage["completion_tokens"]
-                    / max(1, len(content)))
+        pieces = [
+            " ".join(words[i : i + _PIECE_WORDS]) + (" " if i + _PIECE_WORDS < len(words) else "")
+            for i in range(0, len(words), _PIECE_WORDS)
+        ]
+        per_char = p.per_token_s * p.time_scale * usage["completion_tokens"] / max(1, len(content))
         owed = 0.0
         for index, piece in enumerate(pieces):
             if reset_now and index == min(2, len(pieces) - 1):
@@ -484,8 +579,7 @@ class Simulator:
         writer.write(conn.send(h11.Data(data=event({}, finish))))
         if include_usage:
             last = {**base, "choices": [], "usage": usage}
-            writer.write(conn.send(h11.Data(
-                data=b"data: " + json.dumps(last).encode() + b"\n\n")))
+            writer.write(conn.send(h11.Data(data=b"data: " + json.dumps(last).encode() + b"\n\n")))
         writer.write(conn.send(h11.Data(data=b"data: [DONE]\n\n")))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
