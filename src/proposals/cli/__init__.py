@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Model loading draws tqdm bars that would break the live progress display.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # pgserver asks platformdirs for a runtime folder; its fallback warning is noise here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         overrides: dict[str, Any] = {}
         if args.data_dir:

@@ -76,8 +76,10 @@ class Database:
     @classmethod
     async def open(cls, settings: Settings) -> Self:
         server = None
-        url = settings.database_url
-        if not url:
+        url: str
+        if settings.database_url:
+            url = settings.database_url
+        else:
             server, url = await asyncio.to_thread(_start_embedded, settings.data_dir / "pg")
         await _prepare(url)
         pool = AsyncConnectionPool(
