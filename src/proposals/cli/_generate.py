@@ -21,7 +21,20 @@ from ..pipeline import (
     load_profiles,
     render_markdown,
 )
-from ..runs import RunEvent, generate, open_services, resume
+from ..runs import (
+    BatchFinished,
+    BatchStarted,
+    CallEvent,
+    ItemFailed,
+    NodeFinished,
+    NodeStarted,
+    RunEvent,
+    RunStarted,
+    WarningEvent,
+    generate,
+    open_services,
+    resume,
+)
 
 __all__ = ["register"]
 
@@ -299,38 +312,36 @@ class _Progress:
 
     def update(self, event: RunEvent) -> None:
         self.last = event
-        t = event.type
-        if t == "node_started":
-            self.total[event.node] = event.total  # type: ignore[union-attr]
-            self._line(f"{event.node}: started ({event.total})")  # type: ignore[union-attr]
-        elif t == "node_finished":
-            node = event.node  # type: ignore[union-attr]
-            self.finished.add(node)
-            if node in ("retrieve", "plan"):
-                self.done[node] = event.done  # type: ignore[union-attr]
-            self._line(f"{node}: finished ({event.done} done, {event.failed} failed)")  # type: ignore[union-attr]
-        elif t == "batch_started":
-            self.running[event.node] += 1  # type: ignore[union-attr]
-        elif t == "batch_finished":
-            self.running[event.node] -= 1  # type: ignore[union-attr]
-            self.done[event.node] += 1  # type: ignore[union-attr]
-        elif t == "item_failed":
-            self.failed[event.failure.node] += 1  # type: ignore[union-attr]
-            self._line(f"failed: {event.failure.item} ({event.failure.error_type})")  # type: ignore[union-attr]
-        elif t == "call":
-            self.in_flight = event.in_flight  # type: ignore[union-attr]
-            node = event.node or "?"  # type: ignore[union-attr]
-            if event.phase == "started":  # type: ignore[union-attr]
+        if isinstance(event, NodeStarted):
+            self.total[event.node] = event.total
+            self._line(f"{event.node}: started ({event.total})")
+        elif isinstance(event, NodeFinished):
+            self.finished.add(event.node)
+            if event.node in ("retrieve", "plan"):
+                self.done[event.node] = event.done
+            self._line(f"{event.node}: finished ({event.done} done, {event.failed} failed)")
+        elif isinstance(event, BatchStarted):
+            self.running[event.node] += 1
+        elif isinstance(event, BatchFinished):
+            self.running[event.node] -= 1
+            self.done[event.node] += 1
+        elif isinstance(event, ItemFailed):
+            self.failed[event.failure.node] += 1
+            self._line(f"failed: {event.failure.item} ({event.failure.error_type})")
+        elif isinstance(event, CallEvent):
+            self.in_flight = event.in_flight
+            node = event.node or "?"
+            if event.phase == "started":
                 self.calls[node] += 1
-            elif event.phase == "finished":  # type: ignore[union-attr]
-                self.tokens[node] += event.prompt_tokens + event.completion_tokens  # type: ignore[union-attr]
-        elif t == "warning" and event.kind == "budget":  # type: ignore[union-attr]
-            self._line(f"warning: {event.message}")  # type: ignore[union-attr]
-        elif t == "run_started":
+            elif event.phase == "finished":
+                self.tokens[node] += event.prompt_tokens + event.completion_tokens
+        elif isinstance(event, WarningEvent) and event.kind == "budget":
+            self._line(f"warning: {event.message}")
+        elif isinstance(event, RunStarted):
             self._line(
-                f"run started: {event.pairs} country x profile pairs, {event.themes} themes, "  # type: ignore[union-attr]
+                f"run started: {event.pairs} country x profile pairs, {event.themes} themes, "
                 f"{event.provider}"
-            )  # type: ignore[union-attr]
+            )
         if self._live is not None:
             self._live.update(self._table())
 

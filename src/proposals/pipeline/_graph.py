@@ -8,9 +8,6 @@ and a restarted process resumes where the last checkpoint left off.
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Any, TypedDict
-
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -19,28 +16,9 @@ from langgraph.types import Send
 from ._context import PipelineContext
 from ._models import LENSES
 from ._nodes import analyze, collect, finish, lens_node, plan, retrieve, synthesize
+from ._state import LensInput, PipelineState, SynthesisInput
 
 __all__ = ["PipelineState", "build_graph"]
-
-
-class PipelineState(TypedDict, total=False):
-    """Checkpointed state: plain JSON-like data only."""
-
-    evidence: list[dict[str, Any]]
-    """Chunks retrieved for node A: ``{id, text, citation}``."""
-    themes: list[dict[str, Any]]
-    lens_batches: list[dict[str, Any]]
-    """Packed lens batches (chunk ids only)."""
-    pairs: list[dict[str, Any]]
-    """The (country, profile) pairs to synthesise, in request order."""
-    findings: Annotated[list[dict[str, Any]], operator.add]
-    proposals: Annotated[list[dict[str, Any]], operator.add]
-    failed: Annotated[list[dict[str, Any]], operator.add]
-    warnings: Annotated[list[str], operator.add]
-    stops: Annotated[list[str], operator.add]
-    """Why the run stopped early (budget); empty when it did not."""
-    lens_done: Annotated[list[str], operator.add]
-    synth_done: Annotated[list[str], operator.add]
 
 
 def _after_analyze(state: PipelineState) -> str:
@@ -52,7 +30,7 @@ def _fan_out_lenses(state: PipelineState) -> list[Send] | str:
     if not batches:
         return "collect"
     themes = state.get("themes") or []
-    return [Send(b["lens"], {"batch": b, "themes": themes}) for b in batches]
+    return [Send(b["lens"], LensInput(batch=b, themes=themes)) for b in batches]
 
 
 def _fan_out_synthesis(state: PipelineState) -> list[Send] | str:
@@ -64,11 +42,18 @@ def _fan_out_synthesis(state: PipelineState) -> list[Send] | str:
     for pair in state.get("pairs") or []:
         country, name = pair["country"], pair["profile"]["name"]
         mine = [f for f in findings if f["country"] == country and f["profile"] == name]
-        sends.append(Send("synthesize", {**pair, "themes": themes, "findings": mine}))
+        payload = SynthesisInput(
+            country=country, profile=pair["profile"], themes=themes, findings=mine
+        )
+        sends.append(Send("synthesize", payload))
     return sends or END
 
 
-def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, PipelineState]
+"""The compiled proposal graph's type: state in and out, :class:`PipelineContext` at run time."""
+
+
+def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Graph:
     """The compiled proposal graph; pass a checkpointer to make runs resumable."""
     graph = StateGraph(PipelineState, context_schema=PipelineContext)
     graph.add_node("retrieve", retrieve)

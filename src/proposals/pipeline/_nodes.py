@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from ..errors import BudgetExceeded, ProposalsError
 from ..llm import pack
@@ -30,6 +32,7 @@ from ._calls import (
 from ._context import PipelineContext
 from ._embedcache import PrefetchingEmbedder
 from ._models import LENSES, FailedItem, Lens, Proposal, ProposalRequest
+from ._state import LensInput, PipelineState, SynthesisInput
 
 __all__ = [
     "LENS_DOC_TYPES",
@@ -168,13 +171,14 @@ async def _answer_groups(
     answers); more answers than one means they still need merging. :class:`BudgetExceeded`
     is raised once the siblings have finished.
     """
-    results = await gather_isolated([lambda g=g: call_splitting(g, call) for g in groups])
+    results = await gather_isolated([partial(call_splitting, g, call) for g in groups])
     merged: list[E] = []
     failures: list[dict[str, Any]] = []
     answers = 0
     for i, result in enumerate(results):
         if isinstance(result, BudgetExceeded):
             raise result
+        outcomes: list[Outcome[tuple[E, str], list[E]]]
         if isinstance(result, ProposalsError):
             outcomes = [Outcome(groups[i], error=result)]
         else:
@@ -231,7 +235,7 @@ async def _limited(factories: Sequence[Callable[[], Awaitable[Any]]], limit: int
 # retrieve
 
 
-async def retrieve(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def retrieve(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Hybrid search per country and lens (country-filtered): material for node A."""
     ctx = _ctx(runtime)
     req = ctx.request
@@ -340,7 +344,7 @@ def _dedupe_themes(themes: list[dict[str, Any]], n: int) -> list[dict[str, Any]]
     return out[:n]
 
 
-async def analyze(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def analyze(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Node A: opportunity themes, mapped over packed evidence, merged to N distinct themes."""
     ctx = _ctx(runtime)
     req = ctx.request
@@ -446,7 +450,7 @@ def _lens_out_tokens(ctx: PipelineContext, items: int) -> int:
     return min(ctx.output_reserve, items * ctx.findings_per_item * ctx.finding_tokens)
 
 
-async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def plan(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Draw each (lens, theme, country, profile) item's evidence and pack items into batches.
 
     Batches hold items of one lens and one country (so a batch's citations stay within that
@@ -487,7 +491,7 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
     per_item_out = ctx.findings_per_item * ctx.finding_tokens
     max_items = max(1, ctx.output_reserve // per_item_out)
     warnings: list[str] = []
-    grouped: dict[tuple[str, str], list[tuple[dict[str, Any], str]]] = {}
+    grouped: dict[tuple[Lens, str], list[tuple[dict[str, Any], str]]] = {}
     for (lens, country, profile, theme), hits in zip(jobs, results, strict=True):
         texts = {h.chunk_id: h.text for h in hits}
         item = {
@@ -543,16 +547,24 @@ async def plan(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict
 # lenses (nodes B-E)
 
 
-def lens_node(
-    lens: Lens,
-) -> Callable[[dict[str, Any], Runtime[PipelineContext]], Awaitable[dict[str, Any]]]:
+class LensNode(Protocol):
+    """A lens node as LangGraph calls it: the ``Send`` payload, and the runtime by keyword."""
+
+    __name__: str
+
+    def __call__(
+        self, state: LensInput, *, runtime: Runtime[PipelineContext]
+    ) -> Awaitable[dict[str, Any]]: ...
+
+
+def lens_node(lens: Lens) -> LensNode:
     """The node function of one lens; it receives one packed batch through ``Send``."""
 
-    async def run(payload: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+    async def run(state: LensInput, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
         ctx = _ctx(runtime)
         req = ctx.request
-        batch = payload["batch"]
-        themes = {t["id"]: t for t in payload["themes"]}
+        batch = state["batch"]
+        themes = {t["id"]: t for t in state["themes"]}
         items: list[dict[str, Any]] = batch["items"]
         hits = await ctx.store.get_chunks(sorted({c for it in items for c in it["chunk_ids"]}))
         texts = {h.chunk_id: h.text for h in hits}
@@ -560,7 +572,7 @@ def lens_node(
         warnings: list[str] = []
         ctx.reporter.batch_started(lens, batch["id"], len(items), batch["tokens"])
 
-        async def attempt(sub: list[dict[str, Any]]) -> Any:
+        async def attempt(sub: list[dict[str, Any]]) -> tuple[BaseModel, set[int]]:
             material = "\n\n".join(
                 _item_text(k, it, themes[it["theme_id"]], texts) for k, it in enumerate(sub, 1)
             )
@@ -595,6 +607,8 @@ def lens_node(
                     _record_failure(ctx, lens, it["key"], outcome.error) for it in outcome.items
                 ]
                 continue
+            if outcome.result is None:
+                continue
             out, shown = outcome.result
             for k, it in enumerate(outcome.items, 1):
                 for f in getattr(out, f"item_{k}", None) or []:
@@ -621,7 +635,7 @@ def lens_node(
     return run
 
 
-async def collect(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def collect(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Join after the lenses: report each lens finished."""
     ctx = _ctx(runtime)
     batches = state.get("lens_batches") or []
@@ -636,7 +650,7 @@ async def collect(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> d
     return {}
 
 
-async def finish(state: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def finish(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Join after synthesis: report it finished."""
     ctx = _ctx(runtime)
     failed = sum(1 for f in state.get("failed") or [] if f["node"] == "synthesize")
@@ -673,7 +687,7 @@ def _by_score(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(drafts, key=lambda d: (-d["score"], d["title"]))
 
 
-async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+async def synthesize(state: SynthesisInput, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
     """Ranked proposals for one (country, profile) from the themes and the lenses' findings.
 
     All findings in one call when they fit; otherwise drafts per packed batch, merged by a
@@ -681,12 +695,12 @@ async def synthesize(payload: dict[str, Any], runtime: Runtime[PipelineContext])
     """
     ctx = _ctx(runtime)
     req = ctx.request
-    country = payload["country"]
-    profile = payload["profile"]
+    country = state["country"]
+    profile = state["profile"]
     label = f"{country}/{profile['name']}"
     n = req.options.proposals_per_pair
-    themes = payload["themes"]
-    findings = sorted(payload["findings"], key=finding_order)
+    themes = state["themes"]
+    findings = sorted(state["findings"], key=finding_order)
     lookup = {c["chunk_id"]: c for f in findings for c in f["citations"]}
     ctx.reporter.batch_started("synthesize", label, len(findings), 0)
     who = profile["name"] + (f" ({profile['description']})" if profile["description"] else "")

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
+from langchain_core.runnables import RunnableConfig
+
 from ..config import Settings
 from ..errors import InputError, ProposalsError, RuntimeFailure
 from ..llm import Budget
@@ -39,6 +41,7 @@ from ..pipeline._models import (
 )
 from ..pipeline._nodes import finding_order
 from ..pipeline._prompts import Prompts
+from ..pipeline._state import PipelineState
 from ._emitter import RunEmitter
 from ._events import RunEvent, RunFinished, RunStarted
 from ._services import Services, open_services
@@ -179,10 +182,9 @@ class Run:
             budget=budget,
         )
         graph = build_graph(services.checkpointer)
-        config: dict[str, Any] = {
-            "configurable": {"thread_id": self.run_id},
-            "recursion_limit": _RECURSION_LIMIT,
-        }
+        config = RunnableConfig(
+            configurable={"thread_id": self.run_id}, recursion_limit=_RECURSION_LIMIT
+        )
         unsubscribe = services.gateway.subscribe(self.run_id, emitter.on_call)
         try:
             emitter.emit(
@@ -195,7 +197,7 @@ class Run:
                 resumed=self._resuming,
             )
             await registry.set_status(self.run_id, "running")
-            graph_input: dict[str, Any] | None = {}
+            graph_input: PipelineState | None = {}
             if self._resuming:
                 snapshot = await graph.aget_state(config)
                 graph_input = None if snapshot.values or snapshot.next else {}

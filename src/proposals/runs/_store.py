@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -75,11 +76,12 @@ class RunRegistry:
         rows = await self._select("WHERE id = %s", (run_id,))
         return rows[0] if rows else None
 
-    async def list(self, limit: int = 50) -> list[RunRecord]:
+    # ``list`` is a method name here, so annotations in the class body say ``builtins.list``.
+    async def list(self, limit: int = 50) -> builtins.list[RunRecord]:
         """The most recent runs, newest first."""
         return await self._select("ORDER BY created_at DESC LIMIT %s", (limit,))
 
-    async def _select(self, tail: str, params: Sequence[Any]) -> list[RunRecord]:
+    async def _select(self, tail: str, params: Sequence[Any]) -> builtins.list[RunRecord]:
         query = (
             "SELECT id, status, request, result, error, created_at, updated_at FROM runs " + tail
         )
