@@ -219,6 +219,10 @@ class _Run:
 
         if prune:
             await self._prune(paths, existing)
+        if self.report.chunks_written:
+            # A country that grew past the threshold gets its own vector index now, once per
+            # ingest rather than inside a document's transaction.
+            await Store(self.db).ensure_country_indexes()
         self.report.seconds = time.perf_counter() - started
         return self.report
 
