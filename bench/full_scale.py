@@ -4,7 +4,10 @@
 process with time compression, no response cache (every call goes over HTTP). Writes
 ``bench/results/full_scale.json``: wall time against the lower bound implied by the
 profile's limits, calls, tokens, retries, failed items, overflow errors that reached the graph,
-peak memory of this process (embedder included).
+peak memory of this process (embedder included), per-node times, calls and tokens.
+
+The machine is shared and noisy, so the run is measured ``RUNS`` times, each in a fresh
+process (peak RSS is per process), and every run is reported.
 
 Run: ``.venv/bin/python -m bench.full_scale`` (``make bench`` runs it with the others).
 """
@@ -12,11 +15,16 @@ Run: ``.venv/bin/python -m bench.full_scale`` (``make bench`` runs it with the o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,32 +35,98 @@ TIME_SCALE = 0.1
 PROFILE = "tier1"
 COUNTRIES = ["AR", "BR", "MX", "CL", "CO"]
 REFERENCE = {"prompt_tokens": 812_774, "completion_tokens": 187_176}
+RUNS = 2
+# Embedding batches are capped by the embedder to ~1k tokens whatever this says; 64 is the
+# default and is left as it is to show the cap does the work.
+EMBEDDING_BATCH = 64
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class _RssSampler:
+    """Samples this process's RSS every ``interval`` s; keeps the peak per named phase."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.phase = "startup"
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        rss = _rss_mib()
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+
+    def enter(self, phase: str) -> None:
+        self.sample()
+        self.phase = phase
+        self.sample()
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def _release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler) -> dict[str, Any]:
     from proposals.config import Settings
     from proposals.db import Database
     from proposals.embeddings import embedder_from_settings
     from proposals.ingest import ingest
-    from proposals.pipeline import Profile, ProposalRequest, RunOptions
+    from proposals.pipeline import LENSES, Profile, ProposalRequest, RunOptions
     from proposals.runs import generate, open_services
 
-    # Embedding batches of 16 keep the embedder's activations (and so peak RSS) small; the
-    # default 64 alone lifts this process past 1 GiB while ingesting 400-token chunks.
     settings = Settings(
-        data_dir=data_dir, context_window=32_768, llm_timeout_s=60, embedding_batch_size=16
+        data_dir=data_dir,
+        context_window=32_768,
+        llm_timeout_s=60,
+        embedding_batch_size=EMBEDDING_BATCH,
     )
+    # The provider's limits are known (they are the profile's): configuring them keeps the
+    # gateway under the connection cap and the rate buckets from the first call, instead of
+    # learning them from refused connections and 429s.
+    gateway_overrides = {
+        "concurrency_max": profile.max_connections,
+        "rpm": profile.rpm,
+        "tpm": profile.tpm,
+        "rate_window_s": 60.0 * TIME_SCALE,
+        "rate_burst_s": profile.burst_s * TIME_SCALE,
+    }
     embedder = embedder_from_settings(settings)
     t0 = time.monotonic()
     database = await Database.open(settings)
     try:
+        sampler.enter("ingest")
         report = await ingest([ROOT / "examples" / "corpus"], database=database, embedder=embedder)
         ingest_s = time.monotonic() - t0
-        rss_after_ingest = _peak_rss_mib()
+        _release_freed_memory()
+        sampler.enter("generate")
         profiles = [
             Profile(
                 name="young urban savers",
@@ -75,13 +149,19 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
             countries=COUNTRIES,
             profiles=profiles,
             variables={"channel": "mobile app and agents", "risk appetite": "low"},
-            options=RunOptions(themes=9, proposals_per_pair=5, evidence_k=6, context_window=32_768),
+            options=RunOptions(themes=9, proposals_per_pair=5, evidence_k=8, context_window=32_768),
         )
         calls: list[dict[str, Any]] = []
         overflow_calls = 0
         node_time: dict[str, list[float]] = {}
+        node_calls: dict[str, dict[str, int]] = {}
         async with open_services(
-            settings, database=database, embedder=embedder, cache=False, simulator_url=sim_url
+            settings,
+            database=database,
+            embedder=embedder,
+            cache=False,
+            simulator_url=sim_url,
+            gateway_overrides=gateway_overrides,
         ) as services:
             started = time.monotonic()
             async with generate(request, settings, services=services) as run:
@@ -92,6 +172,16 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
                             calls.append(
                                 {"p": event.prompt_tokens, "c": event.completion_tokens, "t": now}
                             )
+                            per = node_calls.setdefault(
+                                event.node or "?",
+                                {"calls": 0, "prompt": 0, "completion": 0, "max_completion": 0},
+                            )
+                            per["max_completion"] = max(
+                                per["max_completion"], event.completion_tokens
+                            )
+                            per["calls"] += 1
+                            per["prompt"] += event.prompt_tokens
+                            per["completion"] += event.completion_tokens
                         elif event.phase == "failed" and "ContextOverflowError" in (
                             event.detail or ""
                         ):
@@ -109,6 +199,33 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
     avg_p, avg_c = prompt / max(1, n), completion / max(1, n)
     rps = profile.theoretical_rps(round(avg_p), round(avg_c))
     bound = n / rps if rps > 0 else 0.0
+    nodes = {
+        node: {
+            "start_s": times[0],
+            "end_s": times[-1],
+            "span_s": round(times[-1] - times[0], 2),
+            **node_calls.get(node, {}),
+        }
+        for node, times in node_time.items()
+    }
+    # The graph's stages depend on each other (analyze -> plan -> lenses -> synthesize), so
+    # a tighter bound than calls / rps adds up, stage by stage, the larger of the stage's
+    # share of capacity and the latency of its longest call, plus the measured non-LLM
+    # stages (retrieval searches, planning searches).
+    stages = [["analyze"], list(LENSES), ["synthesize"]]
+    staged = 0.0
+    for stage in stages:
+        per = [node_calls[n] for n in stage if n in node_calls]
+        if not per:
+            continue
+        k = sum(x["calls"] for x in per)
+        sp = sum(x["prompt"] for x in per) / k
+        sc = sum(x["completion"] for x in per) / k
+        stage_rps = profile.theoretical_rps(round(sp), round(sc))
+        longest = profile.latency_s(max(x["max_completion"] for x in per))
+        staged += max(k / stage_rps, longest)
+    non_llm = sum(nodes[n]["span_s"] for n in ("retrieve", "plan") if n in nodes)
+    sampler.enter("done")
     return {
         "scale": {
             "themes": 9,
@@ -132,6 +249,11 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
         "the least of RPM, TPM and connections/latency, without the "
         "graph's sequential stages or retrieval time",
         "wall_over_bound": round(wall / bound, 2) if bound else None,
+        "staged_bound_s": round(staged + non_llm, 2),
+        "staged_bound_note": "per dependent LLM stage (analyze, the four lenses together, "
+        "synthesize): max(stage calls / theoretical_rps, latency of its longest call), "
+        "summed, plus the measured retrieve and plan spans",
+        "wall_over_staged_bound": round(wall / (staged + non_llm), 2) if staged else None,
         "calls": n,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -147,11 +269,12 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
         "warnings": len(result.warnings),
         "cost_usd_at_gpt4o_mini_prices": round(result.usage.cost_usd, 4),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
-        "peak_rss_after_ingest_mib": round(rss_after_ingest, 1),
+        "peak_rss_by_phase_mib": {k: round(v, 1) for k, v in sampler.peaks.items()},
         "embedding_batch_size": settings.embedding_batch_size,
+        "gateway_overrides": gateway_overrides,
         "ingest_s": round(ingest_s, 2),
         "ingested_documents": len(report.added) + len(report.unchanged),
-        "node_times_s": node_time,
+        "nodes": nodes,
         "gateway": {
             k: gw[k]
             for k in (
@@ -161,6 +284,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
                 "http_requests",
                 "retries_by_cause",
                 "failures_by_cause",
+                "peak_in_flight_after_first_cut",
                 "rate_wait_s",
             )
         },
@@ -169,8 +293,8 @@ async def _run(data_dir: Path, sim_url: str, profile: Any) -> dict[str, Any]:
     }
 
 
-def main() -> dict[str, Any]:
-    """Run the benchmark and write ``bench/results/full_scale.json``."""
+def _one(out_path: Path) -> None:
+    """One measurement in this process; its result is written to ``out_path``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for key in list(os.environ):
@@ -179,33 +303,71 @@ def main() -> dict[str, Any]:
     from proposals.simulator import SimulatorProcess
 
     with (
+        _RssSampler() as sampler,
         tempfile.TemporaryDirectory(prefix="proposals-bench-") as tmp,
         SimulatorProcess(PROFILE, time_scale=TIME_SCALE) as sim,
     ):
-        out = asyncio.run(_run(Path(tmp), sim.base_url, sim.profile))
+        out = asyncio.run(_run(Path(tmp), sim.base_url, sim.profile, sampler))
         out["simulator_stats"] = sim.stats()
+    out_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+_SUMMARY = (
+    "status",
+    "wall_s",
+    "lower_bound_s",
+    "wall_over_bound",
+    "staged_bound_s",
+    "calls",
+    "total_tokens",
+    "retries",
+    "failed_items",
+    "overflow_errors_reaching_graph",
+    "peak_rss_mib",
+)
+
+
+def main() -> int:
+    """Measure ``RUNS`` times (a fresh process each) and write ``bench/results/full_scale.json``.
+
+    Returns 0 when every run met the goals (>= 1M tokens, 0 failed items, 0 overflow errors
+    reaching the graph, peak RSS under 1 GiB), else 1.
+    """
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="proposals-bench-out-") as tmp:
+        for i in range(RUNS):
+            path = Path(tmp) / f"run{i}.json"
+            subprocess.run(
+                [sys.executable, "-m", "bench.full_scale", "--one", str(path)],
+                cwd=ROOT,
+                check=True,
+            )
+            runs.append(json.loads(path.read_text(encoding="utf-8")))
+            print(json.dumps({"run": i + 1, **{k: runs[-1][k] for k in _SUMMARY}}), flush=True)
+    goals = {
+        "tokens_at_least_1m": all(r["total_tokens"] >= 1_000_000 for r in runs),
+        "zero_failed_items": all(r["failed_items"] == 0 for r in runs),
+        "zero_overflow_errors_reaching_graph": all(
+            r["overflow_errors_reaching_graph"] == 0 for r in runs
+        ),
+        "peak_rss_under_1_gib": all(r["peak_rss_mib"] < 1024 for r in runs),
+    }
+    out = {
+        "benchmark": "full_scale",
+        "simulated": True,
+        "note": "Provider is the offline simulator (proposals.simulator), not a real LLM; "
+        f"{RUNS} runs, each in a fresh process, on a shared {os.cpu_count()}-CPU machine.",
+        "summary": [{k: r[k] for k in _SUMMARY} for r in runs],
+        "goals": goals,
+        "runs": runs,
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(
-        json.dumps(
-            {
-                k: out[k]
-                for k in (
-                    "status",
-                    "wall_s",
-                    "lower_bound_s",
-                    "calls",
-                    "total_tokens",
-                    "retries",
-                    "failed_items",
-                    "overflow_errors_reaching_graph",
-                    "peak_rss_mib",
-                )
-            }
-        )
-    )
-    return out
+    return 0 if all(goals.values()) else 1
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        _one(Path(sys.argv[2]))
+    else:
+        raise SystemExit(main())

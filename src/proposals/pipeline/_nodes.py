@@ -402,12 +402,29 @@ async def analyze(state: PipelineState, runtime: Runtime[PipelineContext]) -> di
             )
             failures += more_failures
             warnings += more_warnings
+        chosen = _dedupe_themes(themes, n)
+        if chosen and len(chosen) < n:
+            # The model answered with fewer distinct themes than the request asks for: the
+            # candidates it left out fill the list first, then one more merge call over what
+            # there is asks again for n distinct themes.
+            chosen = _dedupe_themes(chosen + candidates, n)
+        if chosen and len(chosen) < n:
+            more, more_failures, _ = await _answer_groups(
+                ctx,
+                "analyze",
+                [[(t, _theme_line(t)) for t in chosen]],
+                answer("analyze_merge"),
+                keep=n,
+                label="themes top-up",
+            )
+            failures += more_failures
+            chosen = _dedupe_themes(chosen + more, n)
     except BudgetExceeded as exc:
         ctx.reporter.node_finished("analyze", done=0, failed=len(failures))
         stop = _budget_stop(ctx, "analyze", exc)
         return {**stop, "failed": failures, "warnings": warnings + stop["warnings"], "themes": []}
     final = []
-    for i, t in enumerate(_dedupe_themes(themes, n), start=1):
+    for i, t in enumerate(chosen, start=1):
         cites = [by_id[c]["citation"] for c in t["citations"] if c in by_id]
         final.append(
             {
