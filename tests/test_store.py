@@ -297,3 +297,26 @@ async def test_country_indexes_are_built_used_and_keep_filters_exact(
             "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'chunks_embedding_hnsw%%'"
         )
         assert (await cur.fetchone()) == (0,)
+
+
+async def test_text_mode_ranks_all_word_matches_above_any_word_matches(
+    database: Database, tmp_path: Path
+) -> None:
+    root = tmp_path / "rank"
+    root.mkdir()
+    # Many repeats of one query word give a high cover-density rank on their own.
+    (root / "dense.md").write_text(
+        "# Dense\n\n" + " ".join(["savings"] * 60) + "\n", encoding="utf-8"
+    )
+    (root / "both.md").write_text(
+        "# Both\n\nA savings account whose monthly fee is waived.\n", encoding="utf-8"
+    )
+    (root / "other.md").write_text("# Other\n\nNothing relevant here at all.\n")
+    embedder = HashEmbedder()
+    report = await ingest([root], database=database, embedder=embedder)
+    assert report.ok
+    store = Store(database, embedder)
+    hits = await store.search("savings account fee", k=5, mode="text")
+    assert _titles(hits)[:2] == ["Both", "Dense"]
+    scores = {h.citation.title: h.score for h in hits}
+    assert scores["Both"] > scores["Dense"]

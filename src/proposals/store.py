@@ -372,7 +372,7 @@ class Store:
         matches, and this pass is costly for common words on a large corpus."""
         any_sql = sql.SQL(
             "SELECT id, rank FROM ("
-            "  SELECT c.id, ts_rank_cd(c.tsv, q) AS rank FROM ("
+            "  SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS rank FROM ("
             "    SELECT c.id, c.tsv FROM chunks c, "
             "      to_tsquery('english', replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) q"
             "    WHERE c.tsv @@ q AND {} LIMIT %(cap)s) c, "
@@ -658,7 +658,7 @@ def _search_statement(
         ctes.append(
             sql.SQL(
                 "t AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ("
-                "SELECT m.id, ts_rank_cd(m.tsv, q) + 1 AS rank FROM ("
+                "SELECT m.id, ts_rank_cd(m.tsv, q, 32) + 1 AS rank FROM ("
                 "SELECT c.id, c.tsv FROM chunks c, websearch_to_tsquery('english', %(q)s) q "
                 "WHERE c.tsv @@ q AND {} LIMIT %(cap)s) m, websearch_to_tsquery('english', %(q)s) q "
                 "ORDER BY rank DESC, m.id LIMIT %(fetch)s) y)"
