@@ -10,9 +10,17 @@ latency and the rate-limit "minute" shrink by that factor; ratios stay those of 
 * ``gateway``: ``LLMGateway`` with the default settings (concurrency 4..256 starting at 16,
   6 retries, limits learned from headers).
 
-Throughput is reported as a fraction of ``profile.theoretical_rps`` for the calls' actual mean
-prompt and completion tokens (the least of RPM, TPM/tokens, connections/latency). The rate
-buckets start full, so a run may beat that bound by the size of the initial burst.
+Throughput is reported as a fraction of the most calls the profile allows in the run's own
+wall time ``T`` (:func:`_capacity`): the simulator's rate buckets start full, holding
+``burst_s`` seconds' worth of the per-minute limits, so in ``T`` at most ``burst + rate * T``
+requests (RPM) and the same in tokens (TPM, charged as prompt + ``max_tokens``) get through,
+and at most ``connections / latency * T`` by Little's law. The steady-state
+``profile.theoretical_rps`` (no burst) is kept in the results for reference.
+
+Requests ask for ``MAX_TOKENS`` = 40 output tokens. Longer, more realistic answers were not
+used: at 120 tokens a tier2 call takes ~2.9 s wall at this compression, the gateway's default
+ceiling of 256 concurrent calls then binds (~90 calls/s, below tier2's 128/s), and fixed-50
+alone would need ~2 minutes per tier; the bench must stay within a few minutes.
 
 Writes ``bench/results/gateway.json`` and ``bench/results/gateway.png``.
 """
@@ -49,6 +57,26 @@ TEXT = " ".join(
     f"Sentence {i} compares savings products for households by fees, access and risk."
     for i in range(8)
 )
+
+
+def _capacity(profile: Any, prompt_tokens: float, wall_s: float) -> dict[str, float]:
+    """Most calls ``profile`` admits in ``wall_s`` wall seconds, per limit, initial burst in.
+
+    ``profile.time_scale`` shrinks the rate-limit minute; the buckets' capacity (``burst_s``
+    seconds' worth of the per-minute limit) is a count and does not scale.
+    """
+    minute = 60.0 * profile.time_scale
+    share = profile.burst_s / 60.0
+    bounds: dict[str, float] = {}
+    if profile.rpm is not None:
+        bounds["rpm"] = profile.rpm * share + profile.rpm / minute * wall_s
+    if profile.tpm is not None:
+        charge = max(1.0, prompt_tokens + MAX_TOKENS)  # TPM is charged prompt + max_tokens
+        bounds["tpm"] = (profile.tpm * share + profile.tpm / minute * wall_s) / charge
+    latency = profile.latency_s(MAX_TOKENS)
+    if profile.max_connections is not None and latency > 0:
+        bounds["connections"] = profile.max_connections / latency * wall_s
+    return bounds
 
 
 def _prompt(i: int) -> list[dict[str, str]]:
@@ -144,12 +172,17 @@ async def _run_one(tier: str, mode: str) -> dict[str, Any]:
     theoretical = sim.profile.theoretical_rps(round(mean_prompt), round(mean_completion))
     ok = N_CALLS - result["failed"]
     rps = ok / result["wall_s"]
+    capacity = _capacity(sim.profile, mean_prompt, result["wall_s"])
+    binding = min(capacity, key=capacity.__getitem__)
     result.update(
         {
             "ok": ok,
             "throughput_rps": round(rps, 1),
-            "theoretical_rps": round(theoretical, 1),
-            "fraction_of_theoretical": round(rps / theoretical, 3),
+            "max_calls_in_wall_time": {k: round(v, 1) for k, v in capacity.items()},
+            "binding_limit": binding,
+            "fraction_of_limit": round(ok / capacity[binding], 3),
+            "theoretical_rps_steady": round(theoretical, 1),
+            "fraction_of_steady_rps": round(rps / theoretical, 3),
             "mean_prompt_tokens": round(mean_prompt, 1),
             "mean_completion_tokens": round(mean_completion, 1),
             "wall_s": round(result["wall_s"], 2),
@@ -173,13 +206,15 @@ def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     tiers = list(results)
     for k, mode in enumerate(MODES):
         xs = [i + (k - 1) * width for i in range(len(tiers))]
-        axes[0].bar(
-            xs, [results[t][mode]["fraction_of_theoretical"] for t in tiers], width, label=mode
-        )
+        axes[0].bar(xs, [results[t][mode]["fraction_of_limit"] for t in tiers], width, label=mode)
         axes[1].bar(xs, [results[t][mode]["wall_s"] for t in tiers], width, label=mode)
         axes[2].bar(xs, [results[t][mode]["failed"] for t in tiers], width, label=mode)
     axes[0].axhline(GOAL_FRACTION, color="black", linestyle="--", linewidth=1, label="goal 90%")
-    titles = ("throughput / theoretical limit", "wall time (s)", f"failed calls (of {N_CALLS})")
+    titles = (
+        "calls done / most the limits allow in that time",
+        "wall time (s)",
+        f"failed calls (of {N_CALLS})",
+    )
     for ax, title in zip(axes[:3], titles, strict=True):
         ax.set_xticks(range(len(tiers)), [f"{t}\n(time_scale {TIERS[t]})" for t in tiers])
         ax.set_title(title)
@@ -210,22 +245,22 @@ def main() -> int:
             results[tier][mode] = run
             print(
                 f"{tier:6} {mode:8} wall {run['wall_s']:7.2f}s  failed {run['failed']:5}  "
-                f"{run['throughput_rps']:7.1f}/s = {run['fraction_of_theoretical']:.0%} of "
-                f"{run['theoretical_rps']:.1f}/s",
+                f"{run['ok']:5} ok = {run['fraction_of_limit']:.0%} of the {run['binding_limit']} "
+                f"limit in that time ({run['throughput_rps']:.1f}/s)",
                 flush=True,
             )
     goal = {
         tier: {
             "gateway_zero_failed": results[tier]["gateway"]["failed"] == 0,
-            "gateway_at_least_90pct": results[tier]["gateway"]["fraction_of_theoretical"]
+            "gateway_at_least_90pct": results[tier]["gateway"]["fraction_of_limit"]
             >= GOAL_FRACTION,
         }
         for tier in TIERS
     }
     goal["naive_fails_on_tier1"] = results["tier1"]["naive"]["failed"] > 0
     goal["fixed50_leaves_tier2_capacity_unused"] = (
-        results["tier2"]["fixed50"]["fraction_of_theoretical"]
-        < results["tier2"]["gateway"]["fraction_of_theoretical"]
+        results["tier2"]["fixed50"]["fraction_of_limit"]
+        < results["tier2"]["gateway"]["fraction_of_limit"]
     )
     out = {
         "benchmark": "gateway",
