@@ -195,3 +195,14 @@ def test_embedder_from_settings(tmp_path) -> None:
         Settings(data_dir=tmp_path, embedding_provider="openai", openai_api_key="sk-x")
     )
     assert remote.name == "openai/text-embedding-3-small" and remote.dim == 1536
+
+
+def test_local_embedder_is_shared_per_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from proposals.config import Settings
+    from proposals.embeddings import embedder_from_settings
+
+    a = embedder_from_settings(Settings(data_dir=tmp_path))
+    b = embedder_from_settings(Settings(data_dir=tmp_path / "other"))
+    c = embedder_from_settings(Settings(data_dir=tmp_path, embedding_batch_size=7))
+    assert a is b
+    assert c is not a

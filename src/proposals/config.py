@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     """Retries of one call after the first attempt (retryable errors only)."""
     simulator_profile: str = "tier1"
     """Profile of the offline simulator used when no provider is configured."""
+    simulator_time_scale: float = Field(default=0.02, gt=0, le=10)
+    """Wall seconds per simulated second for that simulator: 0.02 plays a provider's latency
+    and rate-limit minute 50x faster (1.0 = real time)."""
     prompts_dir: Path | None = None
     """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
 

@@ -111,8 +111,9 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--time-scale",
         type=float,
-        default=0.02,
-        help="simulator only: wall seconds per simulated second (default 0.02)",
+        default=None,
+        help="simulator only: wall seconds per simulated second "
+        "(default: PROPOSALS_SIMULATOR_TIME_SCALE, 0.02)",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress")
 
@@ -235,7 +236,9 @@ def _find_corpus() -> Path:
 async def _execute(
     request: ProposalRequest | None, settings: Settings, args: argparse.Namespace, **kw: Any
 ) -> ProposalResult | None:
-    sim = {"time_scale": args.time_scale} if not settings.provider_configured else {}
+    sim = {}
+    if args.time_scale is not None and not settings.provider_configured:
+        sim["time_scale"] = args.time_scale
     progress = _Progress(quiet=args.quiet)
     async with open_services(settings, simulator_overrides=sim, **kw) as services:
         if services.simulated:

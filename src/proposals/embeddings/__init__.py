@@ -7,6 +7,8 @@ default, offline) and ``OpenAIEmbedder`` calls an OpenAI-compatible ``/embedding
 
 from __future__ import annotations
 
+import threading
+
 from ..config import Settings
 from ..errors import ConfigError
 from ._base import Embedder
@@ -16,6 +18,8 @@ from ._openai import OpenAIEmbedder
 __all__ = ["Embedder", "LocalEmbedder", "OpenAIEmbedder", "embedder_from_settings"]
 
 _LOCAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
+_SHARED_LOCAL: dict[tuple[str, int], LocalEmbedder] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def embedder_from_settings(settings: Settings) -> Embedder:
@@ -25,7 +29,16 @@ def embedder_from_settings(settings: Settings) -> Embedder:
     ``text-embedding-3-small`` is used.
     """
     if settings.embedding_provider == "local":
-        return LocalEmbedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
+        # One model per process: loading it costs seconds and ~100 MB, and it is stateless.
+        key = (settings.embedding_model, settings.embedding_batch_size)
+        with _SHARED_LOCK:
+            shared = _SHARED_LOCAL.get(key)
+            if shared is None:
+                shared = LocalEmbedder(
+                    settings.embedding_model, batch_size=settings.embedding_batch_size
+                )
+                _SHARED_LOCAL[key] = shared
+        return shared
     if settings.embedding_provider == "openai":
         model = settings.embedding_model
         if model == _LOCAL_DEFAULT:

@@ -57,8 +57,8 @@ async def open_services(
     """Open every service named by ``settings``; close them (in reverse) on exit.
 
     Without a configured provider (``settings.provider_configured`` false) a simulator of
-    profile ``settings.simulator_profile`` is run in this event loop on 127.0.0.1, with
-    ``simulator_overrides`` (e.g. ``time_scale=0.02``) applied; everything it writes is
+    profile ``settings.simulator_profile`` is run in this event loop on 127.0.0.1 at
+    ``settings.simulator_time_scale``, with ``simulator_overrides`` applied on top; everything it writes is
     labelled simulated. ``simulator_url`` points at a simulator already running elsewhere
     (e.g. a :class:`~proposals.simulator.SimulatorProcess`) instead. ``cache=False`` leaves
     the persistent response cache out.
@@ -83,10 +83,10 @@ async def open_services(
         else:
             from ..simulator import run_simulator
 
+            sim_overrides: dict[str, Any] = {"time_scale": settings.simulator_time_scale}
+            sim_overrides.update(simulator_overrides or {})
             simulator = await stack.enter_async_context(
-                run_simulator(
-                    settings.simulator_profile, seed=simulator_seed, **(simulator_overrides or {})
-                )
+                run_simulator(settings.simulator_profile, seed=simulator_seed, **sim_overrides)
             )
             overrides.setdefault("base_url", simulator.base_url)
             overrides.setdefault("api_key", "simulator")
