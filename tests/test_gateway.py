@@ -134,6 +134,25 @@ async def test_capacity_signal_teaches_a_ceiling_and_clamps() -> None:
     assert limiter.peak_since_first_cut <= 101
 
 
+async def test_successes_admitted_before_a_cut_do_not_regrow_the_limit() -> None:
+    limiter = AdaptiveLimiter(minimum=1, maximum=1000, start=100, decrease_factor=0.5)
+    tickets = await _fill(limiter)
+    limiter.release()
+    limiter.on_overload(tickets[0], capacity=False)
+    assert limiter.limit == 50
+    # The other 99 calls of the old window drain with success: no growth from them.
+    for ticket in tickets[1:]:
+        limiter.release()
+        limiter.on_success(ticket)
+    assert limiter.limit == 50
+    # Calls admitted after the cut grow it again (additively: +1 per limit's worth).
+    for _ in range(2):
+        for ticket in await _fill(limiter):
+            limiter.release()
+            limiter.on_success(ticket)
+    assert limiter.limit >= 51
+
+
 async def test_waiters_are_fifo_and_cancellation_returns_the_slot() -> None:
     limiter = AdaptiveLimiter(minimum=1, maximum=1, start=1)
     await limiter.acquire()

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     """Tokens kept free for the answer when packing a request."""
     llm_concurrency_min: int = Field(default=4, ge=1)
     """Floor of the adaptive concurrency limit."""
-    llm_concurrency_max: int = Field(default=256, ge=1)
+    llm_concurrency_max: int = Field(default=1024, ge=1)
     """Ceiling of the adaptive concurrency limit (the HTTP pool is sized above it)."""
     llm_concurrency_start: int = Field(default=16, ge=1)
     """Where the adaptive limit starts."""

@@ -37,8 +37,9 @@ class GatewayConfig(BaseModel):
     # --- concurrency ------------------------------------------------------------------------
     concurrency_min: int = Field(default=4, ge=1)
     """Floor of the adaptive limit."""
-    concurrency_max: int = Field(default=256, ge=1)
-    """Ceiling of the adaptive limit."""
+    concurrency_max: int = Field(default=1024, ge=1)
+    """Ceiling of the adaptive limit (high: the provider's push-back and the rate budgets
+    are what bound calls in flight, not this)."""
     concurrency_start: int = Field(default=16, ge=1)
     """Initial limit."""
     decrease_factor: float = Field(default=0.7, gt=0, lt=1)
@@ -49,6 +50,11 @@ class GatewayConfig(BaseModel):
     """Share of a learned connection ceiling the limit regrows to quickly."""
     pool_margin: int = Field(default=16, ge=0)
     """HTTP connections beyond ``concurrency_max`` in the pool."""
+    pool_keepalive: int = Field(default=32, ge=0)
+    """Idle connections the pool keeps open. Few on purpose: the HTTP pool checks every
+    pooled connection on each request (idle ones with a socket poll), so hundreds of idle
+    connections left by a burst cost the client more CPU per call than reconnecting; and
+    a provider that caps connections counts idle ones too."""
 
     # --- rate budgets -----------------------------------------------------------------------
     rpm: int | None = Field(default=None, ge=1)

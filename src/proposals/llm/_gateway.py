@@ -189,7 +189,10 @@ class LLMGateway:
         pool = config.concurrency_max + config.pool_margin
         timeout = httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
         self._http = httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+            limits=httpx2.Limits(
+                max_connections=pool,
+                max_keepalive_connections=min(pool, config.pool_keepalive),
+            ),
             timeout=timeout,
             follow_redirects=True,
         )

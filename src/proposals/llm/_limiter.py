@@ -20,7 +20,10 @@ The limit starts at ``start`` and stays within ``[minimum, maximum]``.
 * **Additive increase.** With no known ceiling, +1 per limit's worth of successes.
 
 Only successes while at least half the limit is in use grow it: a limit nobody uses tells
-nothing about the provider.
+nothing about the provider. Nor do successes of calls admitted before the last cut: they
+drain by themselves, and counting them would regrow the limit before the provider's
+answer to the cut limit is known (and overshoot a connection cap while refusals of the
+same episode are still coming in).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class AdaptiveLimiter:
         self,
         *,
         minimum: int = 1,
-        maximum: int = 256,
+        maximum: int = 1024,
         start: int = 16,
         decrease_factor: float = 0.7,
         cooldown_s: float = 0.0,
@@ -173,6 +176,8 @@ class AdaptiveLimiter:
     # --- feedback ---------------------------------------------------------------------------
     def on_success(self, ticket: LimiterTicket) -> None:
         """A call admitted with ``ticket`` succeeded: grow the limit if it was in use."""
+        if ticket.generation != self._generation:
+            return  # admitted before the last cut: it tells nothing about the cut limit
         busy = self._in_flight + len(self._waiters) >= self._limit / 2
         if not (ticket.saturated or busy):
             return
