@@ -27,6 +27,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
