@@ -4,6 +4,7 @@ sample corpus ingested once per session and copied per test (``CREATE DATABASE .
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from proposals.config import Settings
 from proposals.db import Database
 from proposals.embeddings import Embedder, embedder_from_settings
+from proposals.errors import InputError
 from proposals.ingest import ingest
 from proposals.pipeline import Profile, ProposalRequest, ProposalResult, RunOptions, render_markdown
 from proposals.runs import RunEvent, RunFinished, Services, generate, open_services
@@ -269,3 +271,29 @@ async def test_interrupted_run_resumes_from_checkpoint(
     assert not any(e.type == "node_started" and e.node in ("retrieve", "analyze") for e in events)
     assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
     assert _signature(result) == _signature(reference)
+
+
+async def test_runs_command_lists_runs_and_replays_events(
+    corpus_settings: Settings, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proposals.cli import build_parser
+
+    result, events = await _run(_request(themes=2), corpus_settings, services)
+    capsys.readouterr()
+
+    args = build_parser().parse_args(["runs", "--json"])
+    assert await args.handler(args, corpus_settings) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in listed] == [result.run_id]
+    assert listed[0]["status"] == result.status
+    assert listed[0]["proposals"] == len(result.proposals)
+
+    args = build_parser().parse_args(["runs", result.run_id, "--after", "3", "--json"])
+    assert await args.handler(args, corpus_settings) == 0
+    replayed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["seq"] for e in replayed] == [e.seq for e in events if e.seq > 3]
+    assert replayed[-1]["type"] == "run_finished"
+
+    args = build_parser().parse_args(["runs", "nope"])
+    with pytest.raises(InputError, match="no run with id"):
+        await args.handler(args, corpus_settings)
