@@ -19,7 +19,7 @@ from proposals.embeddings import Embedder, embedder_from_settings
 from proposals.errors import InputError
 from proposals.ingest import ingest
 from proposals.pipeline import Profile, ProposalRequest, ProposalResult, RunOptions, render_markdown
-from proposals.runs import RunEvent, RunFinished, Services, generate, open_services
+from proposals.runs import CallEvent, RunEvent, RunFinished, Services, generate, open_services
 from proposals.store import Store
 
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
@@ -295,5 +295,43 @@ async def test_runs_command_lists_runs_and_replays_events(
     assert replayed[-1]["type"] == "run_finished"
 
     args = build_parser().parse_args(["runs", "nope"])
+    with pytest.raises(InputError, match="no run with id"):
+        await args.handler(args, corpus_settings)
+
+
+async def test_rerun_retries_failed_items_and_reuses_answered_calls(
+    corpus_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    from proposals.cli import build_parser
+
+    # First run: every regulation call overflows (a broken prompt override), so those items fail.
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    filler = "This sentence only makes the prompt too long for the window. " * 4000
+    (prompts / "regulation.txt").write_text(f"{filler}\n### USER ###\n$brief $variables $items")
+    broken = corpus_settings.model_copy(update={"prompts_dir": prompts})
+    async with open_services(broken, embedder=embedder) as svc:
+        first, first_events = await _run(_request(), broken, svc)
+    assert first.status == "completed_with_errors" and first.failed
+    answered = [e for e in first_events if isinstance(e, CallEvent) and e.phase == "finished"]
+    # synthesis depends on the failed items' findings, so its prompts change on a rerun
+    reusable = [e for e in answered if e.node != "synthesize"]
+
+    # The prompt is fixed; --rerun runs the stored request again as a new run.
+    out = tmp_path / "rerun.json"
+    args = build_parser().parse_args(
+        ["generate", "--rerun", first.run_id, "--quiet", "--json", str(out)]
+    )
+    assert await args.handler(args, corpus_settings) == 0
+    second = ProposalResult.model_validate_json(out.read_text(encoding="utf-8"))
+    assert second.run_id != first.run_id
+    assert second.status == "completed" and not second.failed
+    assert "regulation" in {f.lens for f in second.findings}
+    # what the first run had answered (analysis, the other lenses) came from the cache
+    assert len(answered) == first.usage.calls
+    assert second.usage.cached_calls == len(reusable) > 0
+    assert second.usage.calls < first.usage.calls
+
+    args = build_parser().parse_args(["generate", "--rerun", "nope", "--quiet"])
     with pytest.raises(InputError, match="no run with id"):
         await args.handler(args, corpus_settings)

@@ -29,6 +29,7 @@ from ..runs import (
     NodeFinished,
     NodeStarted,
     RunEvent,
+    RunRegistry,
     RunStarted,
     WarningEvent,
     generate,
@@ -69,6 +70,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--out", type=Path, help="write the Markdown report here")
     g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
     g.add_argument("--resume", metavar="RUN_ID", help="continue an unfinished run instead")
+    g.add_argument(
+        "--rerun",
+        metavar="RUN_ID",
+        help="run a stored run's request again as a new run: calls answered before come "
+        "from the response cache, items that failed are tried again",
+    )
     g.set_defaults(handler=_generate)
 
     d = subparsers.add_parser(
@@ -158,9 +165,11 @@ def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> Propo
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     request = None
-    if not args.resume:
+    if args.resume and args.rerun:
+        raise InputError("give --resume or --rerun, not both")
+    if not args.resume and not args.rerun:
         if not args.brief or not args.countries:
-            raise InputError("--brief and --countries are required (or --resume RUN_ID)")
+            raise InputError("--brief and --countries are required (or --resume / --rerun RUN_ID)")
         profiles: Any = load_profiles(args.profiles) if args.profiles else []
         for raw in args.profile:
             name, _, desc = raw.partition(":")
@@ -247,6 +256,12 @@ async def _execute(
                 "Proposals will be SIMULATED text.",
                 file=sys.stderr,
             )
+        if getattr(args, "rerun", None):
+            record = await RunRegistry(services.database).get(args.rerun)
+            if record is None:
+                raise InputError(f"no run with id {args.rerun!r} (see 'proposals runs')")
+            request = record.request
+            print(f"re-running the request of run {args.rerun}", file=sys.stderr)
         run = (
             resume(args.resume, settings, services=services)
             if request is None
