@@ -177,15 +177,21 @@ def _load_markdown(data: bytes, path: Path) -> LoadedDocument:
             level, heading = len(match.group(1)), match.group(2).strip()
             if level == 1 and title is None:
                 title = heading
-            del trail[level - 1 :]
-            trail.extend([""] * (level - 1 - len(trail)))
-            trail.append(heading)
-            section = " > ".join(t for t in trail if t)
+            section = _enter_heading(trail, level, heading)
             blocks.append(Block(heading, section=section, heading=True))
         else:
             buf.append(line)
     flush()
     return LoadedDocument(title=str(title) if title else None, blocks=blocks, metadata=meta)
+
+
+def _enter_heading(trail: list[str], level: int, heading: str) -> str:
+    """Put ``heading`` at ``level`` (1-based) of the heading path ``trail`` (deeper levels are
+    dropped, skipped levels left blank) and return the section label, e.g. ``A > B``."""
+    del trail[level - 1 :]
+    trail.extend([""] * (level - 1 - len(trail)))
+    trail.append(heading)
+    return " > ".join(t for t in trail if t)
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -224,10 +230,7 @@ def _load_html(data: bytes, path: Path) -> LoadedDocument:
             level = int(el.name[1])
             if title is None and level == 1:
                 title = text
-            del trail[level - 1 :]
-            trail.extend([""] * (level - 1 - len(trail)))
-            trail.append(text)
-            section = " > ".join(t for t in trail if t)
+            section = _enter_heading(trail, level, text)
             blocks.append(Block(text, section=section, heading=True))
         else:
             blocks.append(Block(text, section=section))
@@ -388,10 +391,7 @@ def _load_docx(data: bytes, path: Path) -> LoadedDocument:
                 title = title or text
                 continue
             if level:
-                del trail[level - 1 :]
-                trail.extend([""] * (level - 1 - len(trail)))
-                trail.append(text)
-                section = " > ".join(t for t in trail if t)
+                section = _enter_heading(trail, level, text)
                 blocks.append(Block(text, section=section, heading=True))
             else:
                 blocks.append(Block(text, section=section))
