@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from psycopg import sql
 
-import proposals.store as store_module
 from _embedder import HashEmbedder, hash_vector, local_embedder
 from proposals.config import Settings
 from proposals.db import Database
-from proposals.errors import InputError
+from proposals.errors import DatabaseError, InputError
 from proposals.ingest import ingest
 from proposals.store import RRF_K, Store
+from proposals.store import _schema as store_schema
+from proposals.store import _search as store_search
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
 
@@ -152,9 +154,9 @@ async def test_filtered_hnsw_results_are_complete(
         path.write_text(f"# Doc {i}\n\n{body} number{i}\n", encoding="utf-8")
     embedder = HashEmbedder(dim=32)
     await ingest([root], database=database, embedder=embedder)
-    monkeypatch.setattr(store_module, "_EXACT_BELOW", 0)
-    monkeypatch.setattr(store_module, "_EF_MAX", 40)
-    monkeypatch.setattr(store_module, "_EF_MIN", 10)
+    monkeypatch.setattr(store_search, "_EXACT_BELOW", 0)
+    monkeypatch.setattr(store_search, "_EF_MAX", 40)
+    monkeypatch.setattr(store_search, "_EF_MIN", 10)
     async with database.pool.connection() as conn:
         # 300 rows: left alone, the planner would scan the table (exact) instead of the index.
         await conn.execute(
@@ -233,7 +235,7 @@ async def test_country_indexes_are_built_used_and_keep_filters_exact(
             path.write_text(f"# Doc {n}\n\n{body} number{n}\n", encoding="utf-8")
             n += 1
     embedder = HashEmbedder(dim=32)
-    monkeypatch.setattr(store_module, "COUNTRY_INDEX_MIN_CHUNKS", 50)
+    monkeypatch.setattr(store_schema, "COUNTRY_INDEX_MIN_CHUNKS", 50)
     await ingest([root], database=database, embedder=embedder)
     async with database.pool.connection() as conn:
         cur = await conn.execute(
@@ -260,14 +262,14 @@ async def test_country_indexes_are_built_used_and_keep_filters_exact(
             "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET enable_bitmapscan = off',"
             " current_database()); END $$"
         )
-    monkeypatch.setattr(store_module, "_EXACT_BELOW", 0)
+    monkeypatch.setattr(store_search, "_EXACT_BELOW", 0)
     query = "deposit insurance wallet"
     q = np.asarray(hash_vector(query, 32), dtype=np.float32)
     async with await Database.open(settings) as fresh:
         store = Store(fresh, embedder)
         plan = await store._plan("AR", ["official"], 5)
         assert not plan.exact and plan.matching == 40
-        statement, args = store_module._search_statement(
+        statement, args = store_search.search_statement(
             query, q, plan, "vector", 5, 5, "AR", ["official"]
         )
         async with fresh.pool.connection() as conn, conn.transaction():
@@ -320,3 +322,21 @@ async def test_text_mode_ranks_all_word_matches_above_any_word_matches(
     assert _titles(hits)[:2] == ["Both", "Dense"]
     scores = {h.citation.title: h.score for h in hits}
     assert scores["Both"] > scores["Dense"]
+
+
+async def test_database_failures_reach_callers_as_database_error(mini: Store) -> None:
+    """psycopg errors never leave the store: a broken schema becomes one DatabaseError whose
+    message says what the store was doing, with the original kept as the cause."""
+    async with mini.database.pool.connection() as conn:
+        await conn.execute("ALTER TABLE documents RENAME TO documents_gone")
+    mini.invalidate()
+    for call, doing in (
+        (mini.search("quillango wallet", k=3), "search the chunks"),
+        (mini.list_documents(), "list the documents"),
+        (mini.get_chunks([1]), "read chunks"),
+        (mini.remove_document(1), "remove the document"),
+        (mini.reset_index(), "reset the index"),
+    ):
+        with pytest.raises(DatabaseError, match=f"could not {doing}") as caught:
+            await call
+        assert isinstance(caught.value.__cause__, psycopg.Error)

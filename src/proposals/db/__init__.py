@@ -6,6 +6,7 @@ migrations in ``migrations/`` are applied on open, idempotently, under an adviso
 """
 
 from ._connect import Database, open_database
+from ._errors import database_errors
 from ._migrate import MIGRATIONS_PACKAGE, Migration, applied_migrations, load_migrations, migrate
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Database",
     "Migration",
     "applied_migrations",
+    "database_errors",
     "load_migrations",
     "migrate",
     "open_database",

@@ -7,18 +7,9 @@ convention ``<root>/<CC>/<doc_type>/file`` or ``<root>/global/<doc_type>/file`` 
 (no country, ``other``). See ``examples/corpus/README.md``.
 """
 
-from ._countries import COUNTRY_CODES, normalize_country
+from ..vocabulary import COUNTRY_CODES, DOC_TYPES, DocType, normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES, load_file
-from ._model import (
-    DOC_TYPES,
-    Block,
-    Chunk,
-    DocType,
-    IngestFailure,
-    IngestReport,
-    LoadedDocument,
-    normalize_doc_type,
-)
+from ._model import Block, Chunk, IngestFailure, IngestReport, LoadedDocument
 from ._pipeline import IngestProgress, ingest, source_files
 from ._splitter import split_blocks
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IngestError, UserError
-from ._countries import COUNTRY_CODES, normalize_country
-from ._model import doc_type_alias, normalize_doc_type
+from ..vocabulary import COUNTRY_CODES, doc_type_alias, normalize_country, normalize_doc_type
 
 __all__ = ["ResolvedMeta", "folder_hints", "resolve_meta"]
 

@@ -3,48 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-from ..errors import InputError
-
-DocType = Literal["official", "technical_report", "product_description", "other"]
-DOC_TYPES: tuple[str, ...] = ("official", "technical_report", "product_description", "other")
-
-_DOC_TYPE_ALIASES = {
-    "official": "official",
-    "officials": "official",
-    "regulation": "official",
-    "regulations": "official",
-    "statistics": "official",
-    "technical_report": "technical_report",
-    "technical_reports": "technical_report",
-    "technical-report": "technical_report",
-    "technical-reports": "technical_report",
-    "report": "technical_report",
-    "reports": "technical_report",
-    "product_description": "product_description",
-    "product_descriptions": "product_description",
-    "product-description": "product_description",
-    "product-descriptions": "product_description",
-    "product": "product_description",
-    "products": "product_description",
-    "other": "other",
-}
-
-
-def doc_type_alias(value: str) -> str | None:
-    """The doc_type a word names (``"products"`` -> ``"product_description"``), else None."""
-    return _DOC_TYPE_ALIASES.get(value.strip().lower())
-
-
-def normalize_doc_type(value: object) -> str | None:
-    """Validate a doc_type (aliases accepted); ``None``/``""`` -> ``None``."""
-    if value is None or str(value).strip() == "":
-        return None
-    found = doc_type_alias(str(value))
-    if found is None:
-        raise InputError(f"unknown document type {value!r}; expected one of {', '.join(DOC_TYPES)}")
-    return found
+from typing import Any
 
 
 @dataclass(slots=True)

@@ -26,10 +26,11 @@ from ..config import Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
-from ._countries import normalize_country
+from ..store import Store, check_index_model, ensure_index
+from ..vocabulary import normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES, load_bytes
 from ._meta import UNSET, ResolvedMeta, resolve_meta
-from ._model import Chunk, IngestFailure, IngestReport, LoadedDocument, normalize_doc_type
+from ._model import Chunk, IngestFailure, IngestReport, LoadedDocument
 from ._splitter import split_blocks
 
 __all__ = ["IngestProgress", "ingest", "source_files"]
@@ -185,8 +186,6 @@ class _Run:
     async def run(
         self, paths: Sequence[str | PathLike[str]], *, prune: bool, reset_index: bool
     ) -> IngestReport:
-        from ..store import Store, check_index_model
-
         started = time.perf_counter()
         files, failed, ignored = await asyncio.to_thread(source_files, paths)
         self.report.failed.extend(failed)
@@ -301,8 +300,6 @@ class _Run:
         self._tick(item.key, status, len(chunks))
 
     async def _write(self, item: _Prepared, chunks: list[Chunk], vectors: Any) -> None:
-        from ..store import ensure_index
-
         meta = item.meta
         file_meta = {
             **item.file_meta,

@@ -1,0 +1,70 @@
+"""What the store returns: hits with their citations, documents, the index's model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["RRF_K", "Citation", "DocumentInfo", "IndexInfo", "SearchHit", "SearchMode"]
+
+RRF_K = 60
+"""The ``k`` of reciprocal rank fusion: a chunk's score is ``Σ 1/(RRF_K + rank)``."""
+SearchMode = Literal["hybrid", "vector", "text"]
+
+
+class Citation(BaseModel):
+    """Where a chunk comes from; enough for a reader to find the passage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: int
+    document_id: int
+    title: str
+    path: str
+    page: int | None = None
+    section: str | None = None
+    country: str | None = None
+    doc_type: str
+
+    def describe(self) -> str:
+        """One line for people: ``[#12] Title — section, p. 3 (AR, official) path``."""
+        where = ", ".join(x for x in (self.section, f"p. {self.page}" if self.page else None) if x)
+        scope = f"{self.country or 'global'}, {self.doc_type}"
+        return (
+            f"[#{self.chunk_id}] {self.title}{' — ' + where if where else ''} ({scope}) {self.path}"
+        )
+
+
+class SearchHit(BaseModel):
+    """One retrieved chunk: its text, score (higher is better) and citation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: int
+    text: str
+    score: float
+    citation: Citation
+
+
+class DocumentInfo(BaseModel):
+    """A stored document and how many chunks it has."""
+
+    id: int
+    path: str
+    title: str
+    doc_type: str
+    country: str | None
+    content_hash: str
+    embedding_model: str
+    chunks: int
+    tokens: int
+    updated_at: datetime
+
+
+class IndexInfo(BaseModel):
+    """The embedding model the index was built with."""
+
+    embedding_model: str
+    embedding_dim: int

@@ -1,0 +1,215 @@
+"""Hybrid search as SQL: how the vector half runs (exact or HNSW, and with which
+``ef_search``), the one statement that ranks, fuses and cites, and the any-word fallback."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from ._documents import HIT_COLUMNS
+from ._models import RRF_K, SearchMode
+from ._schema import country_condition
+
+__all__ = ["Plan", "Stats", "any_word_ids", "plan_search", "run_search", "search_statement"]
+
+_EXACT_BELOW = 4000  # filters keeping fewer chunks than this are answered by an exact scan
+_EF_MIN, _EF_MAX = 40, 1000
+# ef_search over the expected need: the filter's share near the query varies (documents of a
+# type cluster by topic), and every short answer costs a second scan.
+_EF_MARGIN = 1.6
+# Most candidates one full-text pass ranks. A query whose words are in half the corpus would
+# otherwise rank tens of thousands of rows (100+ ms at 100k chunks); such a query carries
+# little lexical signal and is served by the vector half anyway.
+_TEXT_CAP = 300
+_ANY_CAP = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How the vector half runs: ``matching`` chunks pass the filter; ``exact`` scans them
+    all, otherwise HNSW with ``ef_search = ef``."""
+
+    matching: int
+    exact: bool
+    ef: int = _EF_MIN
+
+    def wider(self) -> Plan:
+        """The retry after a short HNSW answer: a four times wider beam, then exact."""
+        ef = min(_EF_MAX, self.ef * 4)
+        return Plan(self.matching, exact=ef == self.ef, ef=ef)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Chunk counts per (country, doc_type) and the countries that have their own index."""
+
+    counts: dict[tuple[str | None, str], int]
+    country_indexes: frozenset[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, country: str | None, types: list[str] | None) -> int:
+        return sum(
+            n
+            for (cc, dt), n in self.counts.items()
+            if (country is None or cc is None or cc == country) and (types is None or dt in types)
+        )
+
+
+def plan_search(stats: Stats, country: str | None, types: list[str] | None, fetch: int) -> Plan:
+    """How to run the vector half: exactly for small filtered sets, otherwise HNSW with an
+    ``ef_search`` large enough that the filter still leaves ``fetch`` candidates. With a
+    country index the candidates come from that country's chunks only, so only the type
+    filter thins them out."""
+    matching = stats.count(country, types)
+    if matching <= _EXACT_BELOW:
+        return Plan(matching, exact=True)
+    if country is not None and country in stats.country_indexes:
+        population = stats.count(country, None)
+    elif country is None and types is None:
+        population = matching
+    else:
+        population = stats.total
+    ef = math.ceil(fetch * population / matching * _EF_MARGIN)
+    return Plan(matching, exact=False, ef=max(_EF_MIN, min(_EF_MAX, ef, stats.total)))
+
+
+async def run_search(
+    conn: psycopg.AsyncConnection,
+    statement: sql.Composed,
+    args: dict[str, Any],
+    plan: Plan | None,
+) -> tuple[list[Any], int]:
+    """Run a :func:`search_statement`: one round trip (settings, query and commit are
+    pipelined). Returns the rows and how many rows the vector half found."""
+    ef = plan.ef if plan is not None else _EF_MIN
+    async with conn.pipeline():
+        async with conn.transaction():
+            # With a LIMIT inside, the planner may bet on a sequential scan finding enough
+            # full-text matches early; for a selective query that reads the whole table.
+            # The GIN index is always the right way in.
+            await conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), "
+                "set_config('enable_seqscan', 'off', true)",
+                (str(ef),),
+            )
+            cur = await conn.execute(statement, args)
+        rows = await cur.fetchall()
+    return rows, (int(rows[0][2]) if rows else 0)
+
+
+async def any_word_ids(
+    conn: psycopg.AsyncConnection,
+    query: str,
+    wanted: int,
+    country: str | None,
+    types: list[str] | None,
+    have: Sequence[int],
+) -> list[tuple[int, float]]:
+    """Text mode only: chunks containing *any* query word (not in ``have``), ranked, from a
+    bounded number of candidates (``_ANY_CAP``): ``(chunk id, score)`` best first."""
+    any_sql = sql.SQL(
+        "SELECT id, rank FROM ("
+        "  SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS rank FROM ("
+        "    SELECT c.id, c.tsv FROM chunks c, "
+        "      to_tsquery('english', replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) q"
+        "    WHERE c.tsv @@ q AND {} LIMIT %(cap)s) c, "
+        "  to_tsquery('english', replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) q"
+        ") r WHERE NOT (id = ANY(%(have)s)) ORDER BY rank DESC, id LIMIT %(n)s"
+    ).format(_filters(country, types))
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
+        args = {"q": query, "types": types, "cap": _ANY_CAP, "n": wanted, "have": list(have)}
+        cur = await conn.execute(any_sql, args)
+        return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
+
+
+def _filters(country: str | None, types: list[str] | None) -> sql.Composable:
+    """The WHERE condition on ``chunks c``; doc types come from the ``types`` parameter."""
+    parts: list[sql.Composable] = []
+    if country is not None:
+        parts.append(country_condition(country))
+    if types:
+        parts.append(sql.SQL("c.doc_type = ANY(%(types)s)"))
+    return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+
+
+def search_statement(
+    query: str,
+    vector: np.ndarray | None,
+    plan: Plan | None,
+    mode: SearchMode,
+    k: int,
+    fetch: int,
+    country: str | None,
+    types: list[str] | None,
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (every query
+    word, by cover density, over at most ``_TEXT_CAP`` candidates), fused into ``s`` by
+    reciprocal rank, joined to the citations. Columns: chunk id, score, how many rows ``v``
+    found (so a short filtered HNSW answer can be detected), then the rest of
+    :data:`HIT_COLUMNS`."""
+    cond = _filters(country, types)
+    ctes: list[sql.Composable] = []
+    if vector is not None:
+        assert plan is not None
+        if plan.exact:
+            # MATERIALIZED keeps the planner from walking the HNSW index for this one.
+            ctes.append(
+                sql.SQL(
+                    "f AS MATERIALIZED (SELECT c.id, c.embedding FROM chunks c WHERE {}), "
+                    "v AS (SELECT id, d, row_number() OVER (ORDER BY d, id) AS r FROM ("
+                    "SELECT id, embedding <=> %(vec)s::vector AS d FROM f "
+                    "ORDER BY d LIMIT %(fetch)s) x)"
+                ).format(cond)
+            )
+        else:
+            ctes.append(
+                sql.SQL(
+                    "v AS (SELECT id, d, row_number() OVER (ORDER BY d, id) AS r FROM ("
+                    "SELECT c.id, c.embedding <=> %(vec)s::vector AS d FROM chunks c WHERE {} "
+                    "ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(fetch)s) x)"
+                ).format(cond)
+            )
+    if mode != "vector":
+        ctes.append(
+            sql.SQL(
+                "t AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ("
+                "SELECT m.id, ts_rank_cd(m.tsv, q, 32) + 1 AS rank FROM ("
+                "SELECT c.id, c.tsv FROM chunks c, websearch_to_tsquery('english', %(q)s) q "
+                "WHERE c.tsv @@ q AND {} LIMIT %(cap)s) m, websearch_to_tsquery('english', %(q)s) q "
+                "ORDER BY rank DESC, m.id LIMIT %(fetch)s) y)"
+            ).format(cond)
+        )
+    fuse: sql.Composable
+    if mode == "hybrid":
+        fuse = sql.SQL(
+            "s AS (SELECT id, sum(1.0::float8 / ({} + r)) AS score FROM ("
+            "SELECT id, r FROM v UNION ALL SELECT id, r FROM t) u "
+            "GROUP BY id ORDER BY score DESC, id LIMIT %(k)s)"
+        ).format(sql.Literal(RRF_K))
+    elif mode == "vector":
+        fuse = sql.SQL("s AS (SELECT id, 1 - d AS score FROM v ORDER BY r LIMIT %(k)s)")
+    else:
+        fuse = sql.SQL("s AS (SELECT id, rank AS score FROM t ORDER BY r LIMIT %(k)s)")
+    statement = sql.SQL(
+        "WITH {}, {} SELECT s.id, s.score, {}, {} FROM s JOIN chunks c ON c.id = s.id "
+        "JOIN documents d ON d.id = c.document_id ORDER BY s.score DESC, s.id"
+    ).format(
+        sql.SQL(", ").join(ctes),
+        fuse,
+        sql.SQL("(SELECT count(*) FROM v)" if vector is not None else "0"),
+        sql.SQL(HIT_COLUMNS.split(", ", 1)[1]),
+    )
+    args: dict[str, Any] = {"q": query, "k": k, "fetch": fetch, "cap": _TEXT_CAP, "types": types}
+    if vector is not None:
+        args["vec"] = vector
+    return statement, args

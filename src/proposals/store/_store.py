@@ -1,0 +1,238 @@
+"""The :class:`Store` facade: search, document administration and index management over one
+database, with cached filter statistics, and psycopg errors translated to ``DatabaseError``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..config import Settings
+from ..db import Database, database_errors
+from ..embeddings import Embedder, embedder_from_settings
+from ..errors import InputError
+from ..vocabulary import normalize_country, normalize_doc_type
+from . import _documents, _schema, _search
+from ._models import DocumentInfo, IndexInfo, SearchHit, SearchMode
+
+__all__ = ["Store", "search"]
+
+log = logging.getLogger("proposals.store")
+
+_STATS_TTL_S = 30.0
+
+
+class Store:
+    """Chunks and documents in PostgreSQL, searched by vector, by text, or both.
+
+    ``embedder`` must be the model the index was built with; it is only needed for
+    ``search`` in ``vector`` or ``hybrid`` mode. Database failures raise
+    :class:`~proposals.errors.DatabaseError`.
+    """
+
+    def __init__(self, database: Database, embedder: Embedder | None = None) -> None:
+        self.database = database
+        self.embedder = embedder
+        self._stats: tuple[float, _search.Stats] | None = None
+        self._info: tuple[float, IndexInfo] | None = None
+
+    # -- search ----------------------------------------------------------------------------
+
+    async def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        country: str | None = None,
+        doc_types: Sequence[str] | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[SearchHit]:
+        """The ``k`` chunks best matching ``query``.
+
+        ``country``: that country's documents plus those with no country. ``doc_types``: any
+        of these types. ``mode``: ``hybrid`` (reciprocal rank fusion of both), ``vector`` or
+        ``text`` alone. Scores: fused RRF score, cosine similarity, or ``ts_rank_cd``.
+        """
+        if not query.strip():
+            raise InputError("the search query is empty")
+        if k < 1:
+            raise InputError("k must be at least 1")
+        if mode not in ("hybrid", "vector", "text"):
+            raise InputError(f"unknown search mode {mode!r}")
+        cc = normalize_country(country)
+        types = [t for t in (normalize_doc_type(t) for t in doc_types or ()) if t] or None
+        fetch = max(k * 2, 20) if mode == "hybrid" else k
+        if mode != "text" and self.embedder is None:
+            raise InputError("vector search needs an embedder: Store(database, embedder)")
+        vector: np.ndarray | None = None
+        # Model check and query embedding first: their errors reach the caller as they are.
+        if mode != "text" and self.embedder and await self._index_info_checked() is not None:
+            vector = (await self.embedder.embed([query]))[0]
+        plan = await self._plan(cc, types, fetch) if vector is not None else None
+        if mode == "vector" and (plan is None or plan.matching == 0):
+            return []
+        if plan is not None and plan.matching == 0:
+            plan, vector = None, None  # nothing the vector half could find
+        fused = mode if vector is not None else "text"
+        with database_errors("search the chunks"):
+            async with self.database.pool.connection() as conn:
+                statement, args = _search.search_statement(
+                    query, vector, plan, fused, k, fetch, cc, types
+                )
+                rows, from_vectors = await _search.run_search(conn, statement, args, plan)
+                while (
+                    plan is not None and not plan.exact and from_vectors < min(fetch, plan.matching)
+                ):
+                    # Short answer from a filtered HNSW scan: the candidates ran out before the
+                    # filter kept enough. Retry with a wider beam (still far cheaper than reading
+                    # every filtered row), then exactly, rather than return too little.
+                    wider = plan.wider()
+                    log.debug(
+                        "filtered HNSW scan returned %d of %d rows (ef_search=%d); %s",
+                        from_vectors,
+                        min(fetch, plan.matching),
+                        plan.ef,
+                        "exact rescan" if wider.exact else f"retry with ef_search={wider.ef}",
+                    )
+                    plan = wider
+                    statement, args = _search.search_statement(
+                        query, vector, plan, fused, k, fetch, cc, types
+                    )
+                    rows, from_vectors = await _search.run_search(conn, statement, args, plan)
+                hits = [_documents.hit_from_row((r[0], *r[3:]), float(r[1])) for r in rows]
+                if mode == "text" and len(hits) < k:
+                    # Fewer than k chunks hold every word: chunks holding any of them fill the
+                    # list, ranked below. (In hybrid mode the vectors cover loose matches.)
+                    ranked = await _search.any_word_ids(
+                        conn, query, k - len(hits), cc, types, [h.chunk_id for h in hits]
+                    )
+                    scores = dict(ranked)
+                    more = await _documents.get_chunks(conn, [cid for cid, _ in ranked])
+                    hits += [h.model_copy(update={"score": scores[h.chunk_id]}) for h in more]
+        return hits
+
+    async def _plan(self, country: str | None, types: list[str] | None, fetch: int) -> _search.Plan:
+        return _search.plan_search(await self._stats_cached(), country, types, fetch)
+
+    async def _index_info_checked(self) -> IndexInfo | None:
+        now = time.monotonic()
+        info: IndexInfo | None
+        if self._info is not None and now - self._info[0] < _STATS_TTL_S:
+            info = self._info[1]
+        else:
+            with database_errors("read the index's embedding model"):
+                async with self.database.pool.connection() as conn:
+                    info = await _schema.read_index_info(conn)
+            self._info = (now, info) if info is not None else None
+        if (
+            info is not None
+            and self.embedder is not None
+            and info.embedding_model != self.embedder.name
+        ):
+            raise _schema.model_mismatch(info, self.embedder.name, None)
+        return info
+
+    async def _stats_cached(self) -> _search.Stats:
+        """Chunk counts and country indexes, cached for a few seconds: exact enough to size
+        ``ef_search``, and a short answer is redone exactly anyway."""
+        now = time.monotonic()
+        if self._stats is None or now - self._stats[0] > _STATS_TTL_S:
+            with database_errors("count the chunks"):
+                async with self.database.pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT country, doc_type, count(*) FROM chunks GROUP BY 1, 2"
+                    )
+                    counts = {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+                    names = await _schema.country_indexes(conn)
+            self._stats = (now, _search.Stats(counts, frozenset(names)))
+        return self._stats[1]
+
+    def invalidate(self) -> None:
+        """Forget cached chunk counts and index model (call after writing elsewhere)."""
+        self._stats = None
+        self._info = None
+
+    # -- documents -------------------------------------------------------------------------
+
+    async def get_chunks(self, ids: Sequence[int]) -> list[SearchHit]:
+        """The chunks with these ids, in the order given (unknown ids are left out); score 0."""
+        with database_errors("read chunks"):
+            async with self.database.pool.connection() as conn:
+                return await _documents.get_chunks(conn, ids)
+
+    async def list_documents(self) -> list[DocumentInfo]:
+        """Every document, ordered by country (global first), type and path."""
+        with database_errors("list the documents"):
+            async with self.database.pool.connection() as conn:
+                return await _documents.list_documents(conn)
+
+    async def remove_document(self, document: int | str) -> bool:
+        """Delete a document (by id or stored path) and its chunks. False if not found."""
+        with database_errors("remove the document"):
+            async with self.database.pool.connection() as conn:
+                removed = await _documents.remove_document(conn, document)
+        self.invalidate()
+        return removed
+
+    # -- index -----------------------------------------------------------------------------
+
+    async def index_info(self) -> IndexInfo | None:
+        """The embedding model the index holds (None before the first ingest)."""
+        with database_errors("read the index's embedding model"):
+            async with self.database.pool.connection() as conn:
+                return await _schema.read_index_info(conn)
+
+    async def ensure_country_indexes(self, min_chunks: int | None = None) -> list[str]:
+        """Build a partial HNSW index for every country with at least ``min_chunks`` chunks
+        (default ``COUNTRY_INDEX_MIN_CHUNKS``) that has none yet; returns the countries
+        indexed now.
+
+        Why: pgvector 0.6 has no iterative scan, so a filtered HNSW search must raise
+        ``ef_search`` in proportion to what the filter drops, and pays for it on every query.
+        An index over one country's chunks plus the global ones (what a country filter keeps)
+        serves that filter with no over-fetch. Countries whose filter keeps over half the
+        corpus gain little and are skipped. Ingest calls this after writing; the build blocks
+        writes to ``chunks`` (not searches) while it runs.
+        """
+        with database_errors("build the per-country vector indexes"):
+            async with self.database.pool.connection() as conn:
+                created = await _schema.build_country_indexes(conn, min_chunks)
+        if created:
+            self.invalidate()
+        return created
+
+    async def reset_index(self) -> None:
+        """Delete every document and chunk and forget the embedding model, so the next
+        ingest can use another one."""
+        with database_errors("reset the index"):
+            async with self.database.pool.connection() as conn:
+                await _schema.reset_index(conn)
+        self.invalidate()
+
+
+async def search(
+    query: str,
+    *,
+    settings: Settings,
+    k: int = 10,
+    country: str | None = None,
+    doc_types: Sequence[str] | None = None,
+    mode: SearchMode = "hybrid",
+    database: Database | None = None,
+    embedder: Embedder | None = None,
+) -> list[SearchHit]:
+    """Search the corpus named by ``settings`` (opens and closes the database unless given).
+
+    See :meth:`Store.search` for the arguments.
+    """
+    embedder = embedder or embedder_from_settings(settings)
+    if database is not None:
+        return await Store(database, embedder).search(
+            query, k, country=country, doc_types=doc_types, mode=mode
+        )
+    async with await Database.open(settings) as db:
+        return await Store(db, embedder).search(
+            query, k, country=country, doc_types=doc_types, mode=mode
+        )
