@@ -14,7 +14,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["DEFAULT_TENANT", "Settings", "default_data_dir"]
+
+DEFAULT_TENANT = "local"
+"""The tenant of the CLI and of the server's no-auth local mode."""
 
 
 def default_data_dir() -> Path:
@@ -106,6 +109,12 @@ class Settings(BaseSettings):
     and rate-limit minute 50x faster (1.0 = real time)."""
     prompts_dir: Path | None = None
     """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
+
+    # --- server --------------------------------------------------------------------------
+    max_upload_mb: float = Field(default=50.0, gt=0)
+    """Largest ``POST /v1/documents`` body the server accepts (413 above it)."""
+    sse_heartbeat_s: float = Field(default=10.0, gt=0, le=15)
+    """Seconds between heartbeat comments on an idle event stream (proxies close idle ones)."""
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -5,6 +5,7 @@ ProposalsError
 ├── UserError                  a mistake the user can fix (bad config, bad input)
 │   ├── ConfigError            settings missing or inconsistent
 │   ├── InputError             a bad request, file, option or argument
+│   │   └── NotFound           no such id (or it belongs to another tenant)
 │   └── EmbeddingModelMismatch the index holds vectors of another model
 └── RuntimeFailure             the system could not finish work it was given
     ├── DatabaseError          PostgreSQL unreachable, lacks pgvector, migration failed
@@ -26,6 +27,7 @@ __all__ = [
     "EmbeddingModelMismatch",
     "IngestError",
     "InputError",
+    "NotFound",
     "ProposalsError",
     "ProviderError",
     "RuntimeFailure",
@@ -47,6 +49,10 @@ class ConfigError(UserError):
 
 class InputError(UserError):
     """A request, file, option or argument is not acceptable."""
+
+
+class NotFound(InputError):
+    """No such id. Another tenant's id is reported the same way: existence is not revealed."""
 
 
 class EmbeddingModelMismatch(UserError):

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..config import Settings
+from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
@@ -123,6 +123,7 @@ async def ingest(
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
     progress: ProgressCallback | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> IngestReport:
     """Ingest files and folders into the chunk store; returns what happened to each file.
 
@@ -131,7 +132,8 @@ async def ingest(
     their folders say (``country="global"`` forces "no country"). A file whose content hash is
     already stored is skipped; a changed file has its chunks replaced in one transaction.
     ``prune`` removes stored documents under the given paths whose file no longer exists.
-    ``reset_index`` first deletes everything (to switch embedding models).
+    ``reset_index`` first deletes everything (to switch embedding models). Documents are
+    stored for ``tenant`` (paths are unique per tenant).
 
     Raises EmbeddingModelMismatch if the index holds another model's vectors; per-file problems
     are reported in ``IngestReport.failed`` instead of raised.
@@ -152,13 +154,13 @@ async def ingest(
     forced_country = UNSET if country is None else country
     if database is not None:
         return await _Run(
-            database, embedder, size, overlap, forced_country, doc_type, progress
+            database, embedder, size, overlap, forced_country, doc_type, progress, tenant
         ).run(paths, prune=prune, reset_index=reset_index)
     assert settings is not None
     async with await Database.open(settings) as db:
-        return await _Run(db, embedder, size, overlap, forced_country, doc_type, progress).run(
-            paths, prune=prune, reset_index=reset_index
-        )
+        return await _Run(
+            db, embedder, size, overlap, forced_country, doc_type, progress, tenant
+        ).run(paths, prune=prune, reset_index=reset_index)
 
 
 class _Run:
@@ -171,8 +173,10 @@ class _Run:
         country: Any,
         doc_type: str | None,
         progress: ProgressCallback | None,
+        tenant: str,
     ) -> None:
         self.db = database
+        self.tenant = tenant
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
@@ -197,7 +201,8 @@ class _Run:
             await check_index_model(conn, self.embedder.name)
             cur = await conn.execute(
                 "SELECT path, id, content_hash, title, country, doc_type, embedding_model "
-                "FROM documents"
+                "FROM documents WHERE tenant = %s",
+                (self.tenant,),
             )
             existing = {r[0]: r[1:] for r in await cur.fetchall()}
 
@@ -309,14 +314,15 @@ class _Run:
         async with self.db.pool.connection() as conn, conn.transaction():
             await ensure_index(conn, self.embedder.name, int(vectors.shape[1]))
             cur = await conn.execute(
-                "INSERT INTO documents (path, title, content_hash, doc_type, country, metadata,"
-                " embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (path) DO UPDATE SET title = EXCLUDED.title,"
+                "INSERT INTO documents (tenant, path, title, content_hash, doc_type, country,"
+                " metadata, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant, path) DO UPDATE SET title = EXCLUDED.title,"
                 " content_hash = EXCLUDED.content_hash, doc_type = EXCLUDED.doc_type,"
                 " country = EXCLUDED.country, metadata = EXCLUDED.metadata,"
                 " embedding_model = EXCLUDED.embedding_model, updated_at = now() "
                 "RETURNING id",
                 (
+                    self.tenant,
                     item.key,
                     meta.title,
                     item.digest,
@@ -333,7 +339,8 @@ class _Run:
             async with conn.cursor() as cur2:
                 await cur2.executemany(
                     "INSERT INTO chunks (document_id, ord, text, section, page, token_count,"
-                    " country, doc_type, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " country, doc_type, tenant, embedding)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             doc_id,
@@ -344,6 +351,7 @@ class _Run:
                             c.token_count,
                             meta.country,
                             meta.doc_type,
+                            self.tenant,
                             vectors[i],
                         )
                         for i, c in enumerate(chunks)

@@ -1,0 +1,117 @@
+"""HTTP status codes for the project's errors (they live only here), and the 413 limit.
+
+``NotFound`` → 404 (another tenant's id too), other user mistakes → 422 naming the field when
+known, ``EmbeddingModelMismatch`` → 409, database trouble → 503, other runtime failures → 500.
+Every answer is ``{"detail": ...}`` in FastAPI's shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import DatabaseError, EmbeddingModelMismatch, NotFound, ProposalsError, UserError
+
+__all__ = ["BodyLimit", "field_error", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+def field_error(
+    loc: tuple[str | int, ...], message: str, value: Any = None
+) -> RequestValidationError:
+    """A 422 naming one field, in the shape FastAPI uses for its own validation errors."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": loc, "msg": message, "input": value}]
+    )
+
+
+async def _proposals_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, NotFound):
+        code = 404
+    elif isinstance(exc, EmbeddingModelMismatch):
+        code = 409
+    elif isinstance(exc, UserError):
+        code = 422
+    elif isinstance(exc, DatabaseError):
+        code = 503
+    else:
+        code = 500
+        log.error("request %s %s failed: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Translate :class:`ProposalsError` into HTTP answers."""
+    app.add_exception_handler(ProposalsError, _proposals_error)
+
+
+class _TooLarge(HTTPException):
+    """Raised from inside the body stream; an HTTPException so that FastAPI's body parsing
+    passes it on as it is (it turns other errors into 400) and answers 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        limit = max_bytes / (1024 * 1024)
+        super().__init__(
+            413, f"request body over the {limit:g} MiB limit (PROPOSALS_MAX_UPLOAD_MB)"
+        )
+
+
+class BodyLimit:
+    """Answer 413 to a request body over ``max_bytes``: at once from ``Content-Length``, or
+    as soon as a streamed (chunked) body passes the limit, before the app has stored it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge(self.max_bytes)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": _TooLarge(self.max_bytes).detail},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
