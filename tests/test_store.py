@@ -270,7 +270,7 @@ async def test_country_indexes_are_built_used_and_keep_filters_exact(
         plan = await store._plan("AR", ["official"], 5)
         assert not plan.exact and plan.matching == 40
         statement, args = store_search.search_statement(
-            query, q, plan, "vector", 5, 5, "AR", ["official"]
+            query, q, plan, "vector", 5, 5, "AR", ["official"], "local"
         )
         async with fresh.pool.connection() as conn, conn.transaction():
             await conn.execute("SET LOCAL enable_seqscan = off")
@@ -340,3 +340,29 @@ async def test_database_failures_reach_callers_as_database_error(mini: Store) ->
         with pytest.raises(DatabaseError, match=f"could not {doing}") as caught:
             await call
         assert isinstance(caught.value.__cause__, psycopg.Error)
+
+
+async def test_tenants_see_only_their_own_corpus(database: Database, tmp_path: Path) -> None:
+    """Two tenants ingest files at the same path: each search, listing, chunk read and delete
+    sees only its own; another tenant's document id behaves as a missing one."""
+    embedder = HashEmbedder()
+    doc = tmp_path / "shared.md"
+    doc.write_text("# Savings\n\nA quillango savings pocket for households.\n", encoding="utf-8")
+    for tenant in ("acme", "beta"):
+        report = await ingest([doc], database=database, embedder=embedder, tenant=tenant)
+        assert report.added == [doc.resolve().as_posix()]
+    local = Store(database, embedder)
+    acme, beta = local.for_tenant("acme"), local.for_tenant("beta")
+    assert await local.search("quillango savings", k=5) == []
+    assert await local.list_documents() == []
+    [acme_doc] = await acme.list_documents()
+    [beta_doc] = await beta.list_documents()
+    assert acme_doc.id != beta_doc.id
+    for mode in ("hybrid", "vector", "text"):
+        hits = await acme.search("quillango savings", k=5, mode=mode)  # type: ignore[arg-type]
+        assert {h.citation.document_id for h in hits} == {acme_doc.id}, mode
+    beta_chunk = (await beta.search("quillango", k=1))[0].chunk_id
+    assert await acme.get_chunks([beta_chunk]) == []
+    assert await acme.remove_document(beta_doc.id) is None
+    assert await beta.remove_document(beta_doc.id) == beta_doc.path
+    assert [d.id for d in await acme.list_documents()] == [acme_doc.id]

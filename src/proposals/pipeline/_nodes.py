@@ -494,7 +494,7 @@ async def plan(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[
     if store.embedder is not None:
         embedder = PrefetchingEmbedder(store.embedder)
         await embedder.prefetch([query_of(lens, p, t) for lens, _, p, t in jobs])
-        store = Store(store.database, embedder)
+        store = Store(store.database, embedder, tenant=store.tenant)
 
     def search(
         lens: Lens, country: str, profile: Any, theme: dict[str, Any]

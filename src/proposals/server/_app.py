@@ -18,7 +18,8 @@ from ..config import Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..keys import ApiKeys
-from . import _documents, _health
+from ..store import Store
+from . import _documents, _health, _search
 from ._errors import BodyLimit, install_error_handlers
 from ._state import ServerOptions, ServerState
 
@@ -44,14 +45,15 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             database = await Database.open(settings)
             stack.push_async_callback(database.close)
-            uploads = settings.data_dir / "uploads"
+            chosen = embedder or embedder_from_settings(settings)
             state = ServerState(
                 settings=settings,
                 options=opts,
                 database=database,
-                embedder=embedder or embedder_from_settings(settings),
+                embedder=chosen,
                 keys=ApiKeys(database),
-                uploads=uploads,
+                store=Store(database, chosen),
+                uploads=settings.data_dir / "uploads",
             )
             app.state.server = state
             yield
@@ -66,6 +68,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=opts.max_upload_bytes)
     app.include_router(_health.router)
     app.include_router(_documents.router)
+    app.include_router(_search.router)
     if (_STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=_STATIC, html=True), name="static")
     return app

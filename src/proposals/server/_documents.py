@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel
 
-from ..errors import InputError
-from ..ingest import IngestReport, ingest, normalize_country, normalize_doc_type
+from ..errors import NotFound
+from ..ingest import IngestReport, ingest
+from ..vocabulary import normalize_country, normalize_doc_type
 from ._auth import Tenant
-from ._errors import field_error
+from ._errors import checked_field
 from ._state import ServerState, state_of
 
 __all__ = ["router"]
@@ -35,6 +37,69 @@ class UploadResult(BaseModel):
     files: list[FileResult]
 
 
+class DocumentOut(BaseModel):
+    """A stored document of the caller's tenant."""
+
+    id: int
+    title: str
+    path: str
+    country: str | None
+    doc_type: str
+    chunks: int
+    tokens: int
+    ingested_at: datetime
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+@router.get("/documents")
+async def list_documents(
+    request: Request,
+    tenant: Tenant,
+    country: Annotated[str | None, Query(description="this country's documents only")] = None,
+    doc_type: Annotated[str | None, Query(description="this type only")] = None,
+    q: Annotated[str | None, Query(description="words in the title or path")] = None,
+) -> DocumentList:
+    """The tenant's documents, global ones first, then by country, type and path."""
+    cc = checked_field("query", "country", country, normalize_country)
+    dt = checked_field("query", "doc_type", doc_type, normalize_doc_type)
+    words = (q or "").lower().split()
+    docs = await state_of(request).store.for_tenant(tenant).list_documents()
+    return DocumentList(
+        documents=[
+            DocumentOut(
+                id=d.id,
+                title=d.title,
+                path=d.path,
+                country=d.country,
+                doc_type=d.doc_type,
+                chunks=d.chunks,
+                tokens=d.tokens,
+                ingested_at=d.updated_at,
+            )
+            for d in docs
+            if (cc is None or d.country == cc)
+            and (dt is None or d.doc_type == dt)
+            and all(w in f"{d.title} {d.path}".lower() for w in words)
+        ]
+    )
+
+
+@router.delete("/documents/{document_id}", status_code=204, responses={404: {}})
+async def delete_document(request: Request, tenant: Tenant, document_id: int) -> Response:
+    """Delete a document, its chunks and its uploaded file."""
+    state = state_of(request)
+    path = await state.store.for_tenant(tenant).remove_document(document_id)
+    if path is None:
+        raise NotFound(f"no document {document_id}")
+    stored = Path(path)
+    if stored.parent == (state.uploads / tenant).resolve():
+        await asyncio.to_thread(stored.unlink, missing_ok=True)
+    return Response(status_code=204)
+
+
 @router.post("/documents", responses={413: {"description": "body over the upload limit"}})
 async def upload_documents(
     request: Request,
@@ -45,14 +110,8 @@ async def upload_documents(
 ) -> UploadResult:
     """Ingest the files (idempotent: a file already stored unchanged is reported so)."""
     state = state_of(request)
-    for name, value, check in (
-        ("country", country, normalize_country),
-        ("doc_type", doc_type, normalize_doc_type),
-    ):
-        try:
-            check(value)
-        except InputError as exc:
-            raise field_error(("body", name), str(exc), value) from exc
+    checked_field("body", "country", country, normalize_country)
+    checked_field("body", "doc_type", doc_type, normalize_doc_type)
     folder = state.uploads / tenant
     saved: dict[str, Path] = {}
     results: dict[str, FileResult] = {}
@@ -83,6 +142,7 @@ async def upload_documents(
             chunk_tokens=state.settings.chunk_tokens,
             chunk_overlap=state.settings.chunk_overlap,
         )
+        state.store.invalidate()  # new chunks: the search statistics are stale
         results.update(await _outcomes(state, tenant, saved, report))
     return UploadResult(files=[results[n] for n in dict.fromkeys(order)])
 
@@ -103,14 +163,11 @@ async def _outcomes(
         name = by_key.get(failure.path, Path(failure.path).name)
         out[name] = FileResult(name=name, status="failed", reason=failure.reason)
         await asyncio.to_thread(saved[name].unlink, missing_ok=True)
-    async with state.database.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT d.path, d.id, count(c.id) FROM documents d"
-            " LEFT JOIN chunks c ON c.document_id = d.id"
-            " WHERE d.tenant = %s AND d.path = ANY(%s) GROUP BY d.id",
-            (tenant, list(by_key)),
-        )
-        stored = {r[0]: (int(r[1]), int(r[2])) for r in await cur.fetchall()}
+    stored = {
+        d.path: (d.id, d.chunks)
+        for d in await state.store.for_tenant(tenant).list_documents()
+        if d.path in by_key
+    }
     done = {k: "ingested" for k in [*report.added, *report.updated, *report.relabelled]}
     done.update({k: "unchanged" for k in report.unchanged})
     for key, status in done.items():

@@ -8,6 +8,7 @@ Every answer is ``{"detail": ...}`` in FastAPI's shape.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,9 +17,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import DatabaseError, EmbeddingModelMismatch, NotFound, ProposalsError, UserError
+from ..errors import (
+    DatabaseError,
+    EmbeddingModelMismatch,
+    InputError,
+    NotFound,
+    ProposalsError,
+    UserError,
+)
 
-__all__ = ["BodyLimit", "field_error", "install_error_handlers"]
+__all__ = ["BodyLimit", "checked_field", "field_error", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,16 @@ def field_error(
     return RequestValidationError(
         [{"type": "value_error", "loc": loc, "msg": message, "input": value}]
     )
+
+
+def checked_field(
+    where: str, name: str, value: Any, check: Callable[[Any], str | None]
+) -> str | None:
+    """``value`` normalised by ``check``; its InputError becomes a 422 naming the field."""
+    try:
+        return check(value)
+    except InputError as exc:
+        raise field_error((where, name), str(exc), value) from exc
 
 
 async def _proposals_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..db import load_migrations
-from ..ingest import COUNTRY_CODES, DOC_TYPES
 from ..pipeline import NODES, RunOptions
+from ..vocabulary import COUNTRY_CODES, DOC_TYPES
 from ._auth import Tenant
 from ._state import state_of
 

@@ -13,6 +13,7 @@ from ..config import Settings
 from ..db import Database
 from ..embeddings import Embedder
 from ..keys import ApiKeys
+from ..store import Store
 
 __all__ = ["ServerOptions", "ServerState", "state_of"]
 
@@ -43,6 +44,8 @@ class ServerState:
     database: Database
     embedder: Embedder
     keys: ApiKeys
+    store: Store
+    """The chunk store (local tenant's view; handlers use ``store.for_tenant(tenant)``)."""
     uploads: Path
     """Folder of uploaded files, one sub-folder per tenant (kept: they are the sources)."""
     services: Any = None

@@ -18,7 +18,7 @@ HIT_COLUMNS = "c.id, c.text, c.section, c.page, d.id, d.title, d.path, d.country
 _HIT_SQL = f"""
 SELECT {HIT_COLUMNS}
 FROM chunks c JOIN documents d ON d.id = c.document_id
-WHERE c.id = ANY(%s)
+WHERE c.id = ANY(%s) AND c.tenant = %s
 """
 
 
@@ -37,23 +37,27 @@ def hit_from_row(row: Sequence[Any], score: float) -> SearchHit:
     return SearchHit(chunk_id=row[0], text=row[1], score=score, citation=citation)
 
 
-async def get_chunks(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> list[SearchHit]:
-    """The chunks with these ids, in the order given (unknown ids are left out); score 0."""
+async def get_chunks(
+    conn: psycopg.AsyncConnection, ids: Sequence[int], tenant: str
+) -> list[SearchHit]:
+    """The chunks of ``tenant`` with these ids, in the order given (unknown ids and other
+    tenants' are left out); score 0."""
     wanted = [int(i) for i in ids]
     if not wanted:
         return []
-    cur = await conn.execute(_HIT_SQL, (wanted,))
+    cur = await conn.execute(_HIT_SQL, (wanted, tenant))
     rows = {r[0]: r for r in await cur.fetchall()}
     return [hit_from_row(rows[cid], 0.0) for cid in dict.fromkeys(wanted) if cid in rows]
 
 
-async def list_documents(conn: psycopg.AsyncConnection) -> list[DocumentInfo]:
-    """Every document, ordered by country (global first), type and path."""
+async def list_documents(conn: psycopg.AsyncConnection, tenant: str) -> list[DocumentInfo]:
+    """Every document of ``tenant``, ordered by country (global first), type and path."""
     cur = await conn.execute(
         "SELECT d.id, d.path, d.title, d.doc_type, d.country, d.content_hash, "
         "d.embedding_model, count(c.id), coalesce(sum(c.token_count), 0), d.updated_at "
-        "FROM documents d LEFT JOIN chunks c ON c.document_id = d.id "
-        "GROUP BY d.id ORDER BY d.country NULLS FIRST, d.doc_type, d.path"
+        "FROM documents d LEFT JOIN chunks c ON c.document_id = d.id WHERE d.tenant = %s "
+        "GROUP BY d.id ORDER BY d.country NULLS FIRST, d.doc_type, d.path",
+        (tenant,),
     )
     return [
         DocumentInfo(
@@ -72,11 +76,17 @@ async def list_documents(conn: psycopg.AsyncConnection) -> list[DocumentInfo]:
     ]
 
 
-async def remove_document(conn: psycopg.AsyncConnection, document: int | str) -> bool:
-    """Delete a document (by id or stored path) and its chunks. False if not found."""
+async def remove_document(
+    conn: psycopg.AsyncConnection, document: int | str, tenant: str
+) -> str | None:
+    """Delete a document of ``tenant`` (by id or stored path) and its chunks; its stored path,
+    or None if not found."""
     column = "id" if isinstance(document, int) else "path"
     cur = await conn.execute(
-        sql.SQL("DELETE FROM documents WHERE {} = %s").format(sql.Identifier(column)),
-        (document,),
+        sql.SQL("DELETE FROM documents WHERE {} = %s AND tenant = %s RETURNING path").format(
+            sql.Identifier(column)
+        ),
+        (document, tenant),
     )
-    return cur.rowcount > 0
+    row = await cur.fetchone()
+    return str(row[0]) if row else None

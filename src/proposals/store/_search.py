@@ -47,35 +47,40 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Chunk counts per (country, doc_type) and the countries that have their own index."""
+    """Chunk counts per (tenant, country, doc_type) and the countries that have their own
+    index (the vector indexes hold every tenant's chunks)."""
 
-    counts: dict[tuple[str | None, str], int]
+    counts: dict[tuple[str, str | None, str], int]
     country_indexes: frozenset[str]
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def count(self, country: str | None, types: list[str] | None) -> int:
+    def count(self, country: str | None, types: list[str] | None, tenant: str | None = None) -> int:
+        """Chunks a filter keeps (of one tenant, or of all when ``tenant`` is None)."""
         return sum(
             n
-            for (cc, dt), n in self.counts.items()
-            if (country is None or cc is None or cc == country) and (types is None or dt in types)
+            for (tn, cc, dt), n in self.counts.items()
+            if (tenant is None or tn == tenant)
+            and (country is None or cc is None or cc == country)
+            and (types is None or dt in types)
         )
 
 
-def plan_search(stats: Stats, country: str | None, types: list[str] | None, fetch: int) -> Plan:
+def plan_search(
+    stats: Stats, country: str | None, types: list[str] | None, fetch: int, tenant: str
+) -> Plan:
     """How to run the vector half: exactly for small filtered sets, otherwise HNSW with an
     ``ef_search`` large enough that the filter still leaves ``fetch`` candidates. With a
     country index the candidates come from that country's chunks only, so only the type
-    filter thins them out."""
-    matching = stats.count(country, types)
+    filter thins them out. Another tenant's chunks are in the same indexes, so the tenant is
+    part of the filter."""
+    matching = stats.count(country, types, tenant)
     if matching <= _EXACT_BELOW:
         return Plan(matching, exact=True)
     if country is not None and country in stats.country_indexes:
         population = stats.count(country, None)
-    elif country is None and types is None:
-        population = matching
     else:
         population = stats.total
     ef = math.ceil(fetch * population / matching * _EF_MARGIN)
@@ -113,6 +118,7 @@ async def any_word_ids(
     country: str | None,
     types: list[str] | None,
     have: Sequence[int],
+    tenant: str,
 ) -> list[tuple[int, float]]:
     """Text mode only: chunks containing *any* query word (not in ``have``), ranked, from a
     bounded number of candidates (``_ANY_CAP``): ``(chunk id, score)`` best first."""
@@ -127,19 +133,27 @@ async def any_word_ids(
     ).format(_filters(country, types))
     async with conn.transaction():
         await conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
-        args = {"q": query, "types": types, "cap": _ANY_CAP, "n": wanted, "have": list(have)}
+        args = {
+            "q": query,
+            "types": types,
+            "cap": _ANY_CAP,
+            "n": wanted,
+            "have": list(have),
+            "tenant": tenant,
+        }
         cur = await conn.execute(any_sql, args)
         return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
 
 
 def _filters(country: str | None, types: list[str] | None) -> sql.Composable:
-    """The WHERE condition on ``chunks c``; doc types come from the ``types`` parameter."""
-    parts: list[sql.Composable] = []
+    """The WHERE condition on ``chunks c``: the ``tenant`` parameter's chunks, doc types from
+    the ``types`` parameter."""
+    parts: list[sql.Composable] = [sql.SQL("c.tenant = %(tenant)s")]
     if country is not None:
         parts.append(country_condition(country))
     if types:
         parts.append(sql.SQL("c.doc_type = ANY(%(types)s)"))
-    return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+    return sql.SQL(" AND ").join(parts)
 
 
 def search_statement(
@@ -151,6 +165,7 @@ def search_statement(
     fetch: int,
     country: str | None,
     types: list[str] | None,
+    tenant: str,
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (every query
     word, by cover density, over at most ``_TEXT_CAP`` candidates), fused into ``s`` by
@@ -209,7 +224,14 @@ def search_statement(
         sql.SQL("(SELECT count(*) FROM v)" if vector is not None else "0"),
         sql.SQL(HIT_COLUMNS.split(", ", 1)[1]),
     )
-    args: dict[str, Any] = {"q": query, "k": k, "fetch": fetch, "cap": _TEXT_CAP, "types": types}
+    args: dict[str, Any] = {
+        "q": query,
+        "k": k,
+        "fetch": fetch,
+        "cap": _TEXT_CAP,
+        "types": types,
+        "tenant": tenant,
+    }
     if vector is not None:
         args["vec"] = vector
     return statement, args

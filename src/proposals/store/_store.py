@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Settings
+from ..config import DEFAULT_TENANT, Settings
 from ..db import Database, database_errors
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import InputError
@@ -28,15 +29,26 @@ class Store:
     """Chunks and documents in PostgreSQL, searched by vector, by text, or both.
 
     ``embedder`` must be the model the index was built with; it is only needed for
-    ``search`` in ``vector`` or ``hybrid`` mode. Database failures raise
-    :class:`~proposals.errors.DatabaseError`.
+    ``search`` in ``vector`` or ``hybrid`` mode. Every read and delete sees only
+    ``tenant``'s documents and chunks (:meth:`for_tenant` gives another tenant's view of the
+    same store). Database failures raise :class:`~proposals.errors.DatabaseError`.
     """
 
-    def __init__(self, database: Database, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, database: Database, embedder: Embedder | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> None:
         self.database = database
         self.embedder = embedder
-        self._stats: tuple[float, _search.Stats] | None = None
-        self._info: tuple[float, IndexInfo] | None = None
+        self.tenant = tenant
+        self._cache = _Cache()
+
+    def for_tenant(self, tenant: str) -> Store:
+        """The same store seen by ``tenant`` (same database and embedder)."""
+        if tenant == self.tenant:
+            return self
+        view = Store(self.database, self.embedder, tenant=tenant)
+        view._cache = self._cache  # one set of statistics for every tenant's view
+        return view
 
     # -- search ----------------------------------------------------------------------------
 
@@ -79,7 +91,7 @@ class Store:
         with database_errors("search the chunks"):
             async with self.database.pool.connection() as conn:
                 statement, args = _search.search_statement(
-                    query, vector, plan, fused, k, fetch, cc, types
+                    query, vector, plan, fused, k, fetch, cc, types, self.tenant
                 )
                 rows, from_vectors = await _search.run_search(conn, statement, args, plan)
                 while (
@@ -98,7 +110,7 @@ class Store:
                     )
                     plan = wider
                     statement, args = _search.search_statement(
-                        query, vector, plan, fused, k, fetch, cc, types
+                        query, vector, plan, fused, k, fetch, cc, types, self.tenant
                     )
                     rows, from_vectors = await _search.run_search(conn, statement, args, plan)
                 hits = [_documents.hit_from_row((r[0], *r[3:]), float(r[1])) for r in rows]
@@ -106,26 +118,35 @@ class Store:
                     # Fewer than k chunks hold every word: chunks holding any of them fill the
                     # list, ranked below. (In hybrid mode the vectors cover loose matches.)
                     ranked = await _search.any_word_ids(
-                        conn, query, k - len(hits), cc, types, [h.chunk_id for h in hits]
+                        conn,
+                        query,
+                        k - len(hits),
+                        cc,
+                        types,
+                        [h.chunk_id for h in hits],
+                        self.tenant,
                     )
                     scores = dict(ranked)
-                    more = await _documents.get_chunks(conn, [cid for cid, _ in ranked])
+                    more = await _documents.get_chunks(
+                        conn, [cid for cid, _ in ranked], self.tenant
+                    )
                     hits += [h.model_copy(update={"score": scores[h.chunk_id]}) for h in more]
         return hits
 
     async def _plan(self, country: str | None, types: list[str] | None, fetch: int) -> _search.Plan:
-        return _search.plan_search(await self._stats_cached(), country, types, fetch)
+        return _search.plan_search(await self._stats_cached(), country, types, fetch, self.tenant)
 
     async def _index_info_checked(self) -> IndexInfo | None:
         now = time.monotonic()
         info: IndexInfo | None
-        if self._info is not None and now - self._info[0] < _STATS_TTL_S:
-            info = self._info[1]
+        cached = self._cache.info
+        if cached is not None and now - cached[0] < _STATS_TTL_S:
+            info = cached[1]
         else:
             with database_errors("read the index's embedding model"):
                 async with self.database.pool.connection() as conn:
                     info = await _schema.read_index_info(conn)
-            self._info = (now, info) if info is not None else None
+            self._cache.info = (now, info) if info is not None else None
         if (
             info is not None
             and self.embedder is not None
@@ -138,21 +159,23 @@ class Store:
         """Chunk counts and country indexes, cached for a few seconds: exact enough to size
         ``ef_search``, and a short answer is redone exactly anyway."""
         now = time.monotonic()
-        if self._stats is None or now - self._stats[0] > _STATS_TTL_S:
+        cached = self._cache.stats
+        if cached is None or now - cached[0] > _STATS_TTL_S:
             with database_errors("count the chunks"):
                 async with self.database.pool.connection() as conn:
                     cur = await conn.execute(
-                        "SELECT country, doc_type, count(*) FROM chunks GROUP BY 1, 2"
+                        "SELECT tenant, country, doc_type, count(*) FROM chunks GROUP BY 1, 2, 3"
                     )
-                    counts = {(r[0], r[1]): int(r[2]) for r in await cur.fetchall()}
+                    counts = {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
                     names = await _schema.country_indexes(conn)
-            self._stats = (now, _search.Stats(counts, frozenset(names)))
-        return self._stats[1]
+            cached = (now, _search.Stats(counts, frozenset(names)))
+            self._cache.stats = cached
+        return cached[1]
 
     def invalidate(self) -> None:
         """Forget cached chunk counts and index model (call after writing elsewhere)."""
-        self._stats = None
-        self._info = None
+        self._cache.stats = None
+        self._cache.info = None
 
     # -- documents -------------------------------------------------------------------------
 
@@ -160,19 +183,20 @@ class Store:
         """The chunks with these ids, in the order given (unknown ids are left out); score 0."""
         with database_errors("read chunks"):
             async with self.database.pool.connection() as conn:
-                return await _documents.get_chunks(conn, ids)
+                return await _documents.get_chunks(conn, ids, self.tenant)
 
     async def list_documents(self) -> list[DocumentInfo]:
-        """Every document, ordered by country (global first), type and path."""
+        """Every document of the tenant, ordered by country (global first), type and path."""
         with database_errors("list the documents"):
             async with self.database.pool.connection() as conn:
-                return await _documents.list_documents(conn)
+                return await _documents.list_documents(conn, self.tenant)
 
-    async def remove_document(self, document: int | str) -> bool:
-        """Delete a document (by id or stored path) and its chunks. False if not found."""
+    async def remove_document(self, document: int | str) -> str | None:
+        """Delete a document of the tenant (by id or stored path) and its chunks; its stored
+        path, or None if not found."""
         with database_errors("remove the document"):
             async with self.database.pool.connection() as conn:
-                removed = await _documents.remove_document(conn, document)
+                removed = await _documents.remove_document(conn, document, self.tenant)
         self.invalidate()
         return removed
 
@@ -210,6 +234,14 @@ class Store:
             async with self.database.pool.connection() as conn:
                 await _schema.reset_index(conn)
         self.invalidate()
+
+
+@dataclass
+class _Cache:
+    """Chunk statistics and the index's model, read at most every ``_STATS_TTL_S``."""
+
+    stats: tuple[float, _search.Stats] | None = None
+    info: tuple[float, IndexInfo] | None = None
 
 
 async def search(
