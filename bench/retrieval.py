@@ -54,7 +54,7 @@ NOISE = 0.012
 COUNTRIES = ["AR", "BR", "MX", "CL", "CO", None]
 COUNTRY_WEIGHTS = [16, 16, 16, 16, 16, 20]
 DOC_TYPES = ["official", "technical_report", "product_description", "other"]
-# What the pipeline sends (pipeline/_nodes.py): a brief or theme, then the lens focus.
+# What the pipeline sends (pipeline/_retrieve.py): a brief or theme, then the lens focus.
 BRIEFS = [
     "savings products for low-income households",
     "instant payments for small merchants",

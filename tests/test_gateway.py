@@ -12,11 +12,9 @@ import openai
 import pytest
 from pydantic import BaseModel, field_validator
 
-import proposals.llm as llm
 from proposals.config import Settings
 from proposals.errors import BudgetExceeded, ConfigError, ProviderError
 from proposals.llm import (
-    AdaptiveLimiter,
     Budget,
     CallEvent,
     CallFinished,
@@ -27,20 +25,19 @@ from proposals.llm import (
     GatewayConfig,
     InvalidOutputError,
     LLMGateway,
+    ModelPrice,
     NonRetryableError,
-    PriceTable,
-    RateBudget,
     ResponseCache,
     RetriesExhausted,
-    RetryPolicy,
     Usage,
-    classify,
-    json_schema_format,
-    map_packed,
-    parse_duration,
-    parse_retry_after,
-    request_key,
+    call_splitting,
 )
+from proposals.llm._cache import request_key
+from proposals.llm._gateway import json_schema_format
+from proposals.llm._limiter import AdaptiveLimiter, LimiterTicket
+from proposals.llm._ratelimit import RateBudget, parse_duration
+from proposals.llm._retry import Failure, RetryPolicy, classify, parse_retry_after
+from proposals.llm._usage import PriceTable
 from proposals.simulator import run_simulator
 
 TEXT = " ".join(
@@ -48,9 +45,7 @@ TEXT = " ".join(
 )
 
 
-def test_public_names_are_exported() -> None:
-    for name in llm.__all__:
-        assert hasattr(llm, name), name
+def test_provider_errors_are_runtime_failures_users_can_catch_as_one() -> None:
     assert issubclass(NonRetryableError, ProviderError)
     assert issubclass(ContextOverflowError, NonRetryableError)
     assert issubclass(RetriesExhausted, ProviderError)
@@ -67,7 +62,7 @@ class _Clock:
         return self.now
 
 
-async def _fill(limiter: AdaptiveLimiter) -> list[llm.LimiterTicket]:
+async def _fill(limiter: AdaptiveLimiter) -> list[LimiterTicket]:
     return [await limiter.acquire() for _ in range(limiter.limit)]
 
 
@@ -177,7 +172,7 @@ def test_hint_only_during_slow_start() -> None:
     limiter = AdaptiveLimiter(minimum=1, maximum=300, start=16)
     limiter.hint(1000)
     assert limiter.limit == 300
-    limiter.on_overload(llm.LimiterTicket(0, 300, True, 0.0), capacity=False)
+    limiter.on_overload(LimiterTicket(0, 300, True, 0.0), capacity=False)
     cut = limiter.limit
     limiter.hint(1000)
     assert limiter.limit == cut
@@ -310,12 +305,12 @@ def test_retry_after_headers() -> None:
 
 def test_backoff_is_jittered_exponential_and_honours_retry_after() -> None:
     policy = RetryPolicy(max_retries=5, base_s=0.1, max_s=1.0)
-    plain = llm.Failure("retry", "connection", "reset")
+    plain = Failure("retry", "connection", "reset")
     delays = [policy.delay(attempt, plain) for attempt in range(1, 8)]
     for attempt, delay in enumerate(delays, start=1):
         ceiling = min(1.0, 0.1 * 2 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
-    told = llm.Failure("retry", "rate_limit", "slow down", retry_after=0.7)
+    told = Failure("retry", "rate_limit", "slow down", retry_after=0.7)
     assert all(0.7 <= policy.delay(1, told) <= 0.7 * 1.2 + 0.01 for _ in range(50))
 
 
@@ -329,7 +324,7 @@ def test_prices_known_prefixed_and_unknown() -> None:
     price, priced_as = table.lookup("simulated-model")
     assert priced_as == "gpt-4o-mini"
     assert table.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
-    custom = PriceTable({"mine": llm.ModelPrice(input_per_1m=1, output_per_1m=2)})
+    custom = PriceTable({"mine": ModelPrice(input_per_1m=1, output_per_1m=2)})
     assert custom.cost("mine", 500_000, 500_000) == pytest.approx(1.5)
 
 
@@ -452,28 +447,31 @@ async def test_context_overflow_is_raised_at_once() -> None:
 
 
 async def test_overflow_splits_and_every_item_is_answered() -> None:
-    class Notes(BaseModel):
-        notes: list[str]
-
+    """Against the simulator's real context-window errors: ``call_splitting`` halves what
+    the server rejects until every item is answered."""
     items = [
         f"Fact {i} [#{i}] about deposits and savings accounts in country {i}." for i in range(40)
     ]
     async with run_simulator("unlimited", context_window=250) as sim:
         async with LLMGateway(_config(sim)) as gw:
+            calls = 0
 
             async def call(batch: list[str]) -> list[str]:
+                nonlocal calls
+                calls += 1
                 prompt = "Summarise each fact.\n" + "\n".join(batch)
                 res = await gw.complete(prompt, max_tokens=50)
                 return [res.text] * len(batch)
 
-            # The packer is told a budget far above what the server accepts.
-            out = await map_packed(items, budget=2000, call=call)
+            # One call with everything, far above what the server accepts.
+            outcomes = await call_splitting(items, call)
         sim_stats = sim.stats()
-    assert out.failures == []
-    assert all(r for r in out.results)
-    assert out.splits >= 3
-    assert sim_stats["rejects"]["context_length"] == out.splits
-    assert sim_stats["completed"] == out.calls - out.splits
+    assert all(o.error is None and o.result for o in outcomes)
+    assert [x for o in outcomes for x in o.items] == items
+    splits = calls - len(outcomes)
+    assert splits >= 3
+    assert sim_stats["rejects"]["context_length"] == splits
+    assert sim_stats["completed"] == len(outcomes)
 
 
 async def test_cached_request_makes_no_http_call(database) -> None:  # type: ignore[no-untyped-def]
@@ -499,9 +497,9 @@ async def test_cached_request_makes_no_http_call(database) -> None:  # type: ign
     assert not first.cached and second.cached and third.cached
     assert second.parsed == first.parsed and second.text == first.text
     assert second.usage.cost_usd == 0 and second.usage.prompt_tokens == first.usage.prompt_tokens
-    logged = await cache.run_usage("run-cache")
-    assert (logged.calls, logged.cached_calls) == (1, 2)
-    assert logged.prompt_tokens == first.usage.prompt_tokens
+    logged = await _logged_usage(database, "run-cache")
+    assert (logged["calls"], logged["cached_calls"]) == (1, 2)
+    assert logged["prompt_tokens"] == first.usage.prompt_tokens
 
 
 async def test_usage_and_cost_equal_the_simulator_stats(database) -> None:  # type: ignore[no-untyped-def]
@@ -528,9 +526,23 @@ async def test_usage_and_cost_equal_the_simulator_stats(database) -> None:  # ty
     assert stats.cost_usd == pytest.approx(expected)
     assert set(per_node) == {"market_fit", "regulation"}
     assert sum(n.prompt_tokens for n in per_node.values()) == totals.prompt_tokens
-    logged = await cache.run_usage("r-usage")
-    assert logged.prompt_tokens == sim_stats["prompt_tokens"]
-    assert logged.cost_usd == pytest.approx(expected)
+    logged = await _logged_usage(database, "r-usage")
+    assert logged["prompt_tokens"] == sim_stats["prompt_tokens"]
+    assert logged["cost_usd"] == pytest.approx(expected)
+
+
+async def _logged_usage(database, run_id: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """What the gateway wrote to the ``llm_usage`` log for one run."""
+    async with database.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FILTER (WHERE NOT cached), count(*) FILTER (WHERE cached), "
+            "coalesce(sum(prompt_tokens) FILTER (WHERE NOT cached), 0), "
+            "coalesce(sum(cost_usd) FILTER (WHERE NOT cached), 0) "
+            "FROM llm_usage WHERE run_id = %s",
+            (run_id,),
+        )
+        row = await cur.fetchone()
+    return dict(zip(("calls", "cached_calls", "prompt_tokens", "cost_usd"), row, strict=True))
 
 
 async def test_unknown_model_is_priced_like_gpt_4o_mini_and_says_so() -> None:

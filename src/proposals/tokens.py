@@ -20,15 +20,19 @@ import math
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_ENCODING",
     "TokenCounter",
     "count_tokens",
     "default_cache_dir",
+    "estimate_prompt_tokens",
     "get_counter",
     "install_from_js_tiktoken",
+    "message_text",
     "truncate_to_tokens",
 ]
 
@@ -44,6 +48,11 @@ _SHA256 = {
     "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
 }
 _WORDISH = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# How OpenAI bills a chat prompt beyond its texts: a few tokens per message (role and
+# separators), one more for a name, and a few priming the reply.
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_NAME = 1
+_TOKENS_PER_REPLY = 3
 
 
 def default_cache_dir() -> Path:
@@ -136,6 +145,37 @@ def count_tokens(text: str) -> int:
 def truncate_to_tokens(text: str, max_tokens: int) -> str:
     """Prefix of ``text`` within ``max_tokens`` under the default encoding."""
     return get_counter().truncate(text, max_tokens)
+
+
+def message_text(content: Any) -> str:
+    """The text of one chat message's ``content`` (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return str(content)
+
+
+def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]], *, reply: bool = True) -> int:
+    """Prompt tokens of chat ``messages`` as providers bill them: the texts plus a few per
+    message (the one estimate used by the gateway, the pipeline's packing and the simulator).
+    ``reply=False`` leaves out the tokens priming the answer (to count messages added to a
+    prompt already counted)."""
+    total = _TOKENS_PER_REPLY if reply else 0
+    for message in messages:
+        total += _TOKENS_PER_MESSAGE + count_tokens(message_text(message.get("content")))
+        name = message.get("name")
+        if isinstance(name, str):
+            total += _TOKENS_PER_NAME + count_tokens(name)
+    return total
 
 
 def install_from_js_tiktoken(package_dir: Path, cache_dir: Path | None = None) -> list[str]:

@@ -144,9 +144,13 @@ async def ingest(
         if settings is None:
             raise ConfigError("ingest() needs an embedder when no settings are given")
         embedder = embedder_from_settings(settings)
-    size = chunk_tokens or (settings.chunk_tokens if settings else 400)
+    # Without settings, the defaults are the settings' own (one place for them).
+    fields = Settings.model_fields
+    size = chunk_tokens or (settings.chunk_tokens if settings else fields["chunk_tokens"].default)
     overlap = (
-        chunk_overlap if chunk_overlap is not None else (settings.chunk_overlap if settings else 50)
+        chunk_overlap
+        if chunk_overlap is not None
+        else (settings.chunk_overlap if settings else fields["chunk_overlap"].default)
     )
     if country is not None:
         normalize_country(country)  # a bad flag is the user's mistake: fail before any work

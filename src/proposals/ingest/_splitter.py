@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ..config import Settings
 from ..errors import InputError
 from ..tokens import count_tokens, truncate_to_tokens
 from ._model import Block, Chunk
@@ -23,9 +24,12 @@ _SPACE = re.compile(r"\s+")
 
 
 def split_blocks(
-    blocks: Iterable[Block], chunk_tokens: int = 400, overlap: int = 50
+    blocks: Iterable[Block],
+    chunk_tokens: int = Settings.model_fields["chunk_tokens"].default,
+    overlap: int = Settings.model_fields["chunk_overlap"].default,
 ) -> list[Chunk]:
-    """Split loaded blocks into chunks of at most about ``chunk_tokens`` tokens."""
+    """Split loaded blocks into chunks of at most about ``chunk_tokens`` tokens (defaults:
+    the settings' ``chunk_tokens`` and ``chunk_overlap``)."""
     if chunk_tokens < 8:
         raise InputError("chunk_tokens must be at least 8")
     overlap = max(0, min(overlap, chunk_tokens // 2))

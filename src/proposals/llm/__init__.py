@@ -1,10 +1,10 @@
-"""The LLM gateway and packing.
+"""The LLM gateway, packing and split-on-overflow.
 
 Every LLM call of every run goes through one :class:`LLMGateway` per endpoint: it bounds
 concurrency adaptively (AIMD), paces requests and tokens per minute, retries what can be
 retried, caches answers in PostgreSQL, accounts usage and cost per run and node, and emits
-per-call events. :func:`pack` and :func:`map_packed` group items into calls under the context
-window and split a batch the server still finds too long.
+per-call events. :func:`pack` groups items into calls under the context window and
+:func:`call_splitting` splits a group the server still finds too long.
 
 ```python
 gw = LLMGateway(GatewayConfig.from_settings(settings), cache=ResponseCache(database))
@@ -12,48 +12,27 @@ res = await gw.complete(messages, schema=Answer, tags=CallTags(run_id="r1", node
 ```
 """
 
-from ._cache import CachedResponse, ResponseCache, request_key
+from ._cache import ResponseCache
 from ._config import GatewayConfig
 from ._errors import ContextOverflowError, InvalidOutputError, NonRetryableError, RetriesExhausted
 from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
-from ._gateway import (
-    GatewayStats,
-    LLMGateway,
-    LLMResult,
-    estimate_prompt_tokens,
-    json_schema_format,
-)
-from ._limiter import AdaptiveLimiter, LimiterTicket
-from ._packing import (
-    Batch,
-    ItemFailure,
-    PackedResults,
-    map_packed,
-    pack,
-    request_budget,
-    truncate_text,
-)
-from ._ratelimit import RateBudget, parse_duration
-from ._retry import Failure, RetryPolicy, classify, parse_retry_after
+from ._gateway import GatewayStats, LLMGateway, LLMResult
+from ._packing import Batch, pack
+from ._split import Outcome, call_splitting
 from ._usage import (
     DEFAULT_PRICES,
-    FALLBACK_PRICE_MODEL,
     Budget,
     CallTags,
     ModelPrice,
-    PriceTable,
     Usage,
-    UsageLedger,
+    UsageTally,
     UsageTotals,
 )
 
 __all__ = [
     "DEFAULT_PRICES",
-    "FALLBACK_PRICE_MODEL",
-    "AdaptiveLimiter",
     "Batch",
     "Budget",
-    "CachedResponse",
     "CallEvent",
     "CallFailed",
     "CallFinished",
@@ -61,33 +40,19 @@ __all__ = [
     "CallStarted",
     "CallTags",
     "ContextOverflowError",
-    "Failure",
     "GatewayConfig",
     "GatewayStats",
     "InvalidOutputError",
-    "ItemFailure",
     "LLMGateway",
     "LLMResult",
-    "LimiterTicket",
     "ModelPrice",
     "NonRetryableError",
-    "PackedResults",
-    "PriceTable",
-    "RateBudget",
+    "Outcome",
     "ResponseCache",
     "RetriesExhausted",
-    "RetryPolicy",
     "Usage",
-    "UsageLedger",
+    "UsageTally",
     "UsageTotals",
-    "classify",
-    "estimate_prompt_tokens",
-    "json_schema_format",
-    "map_packed",
+    "call_splitting",
     "pack",
-    "parse_duration",
-    "parse_retry_after",
-    "request_budget",
-    "request_key",
-    "truncate_text",
 ]

@@ -12,6 +12,11 @@ from ._usage import ModelPrice
 __all__ = ["GatewayConfig"]
 
 
+def _default(field: str) -> Any:
+    """The default of a :class:`Settings` field: settings and gateway share one value."""
+    return Settings.model_fields[field].default
+
+
 class GatewayConfig(BaseModel):
     """Everything an :class:`LLMGateway` needs to know about its endpoint and its limits.
 
@@ -21,7 +26,7 @@ class GatewayConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- endpoint ---------------------------------------------------------------------------
-    model: str = "gpt-4o-mini"
+    model: str = _default("llm_model")
     """Default model (Azure: deployment name) when a call names none."""
     base_url: str | None = None
     """OpenAI-compatible base URL (``.../v1``); ``None``: api.openai.com."""
@@ -30,17 +35,17 @@ class GatewayConfig(BaseModel):
     azure_endpoint: str | None = None
     """Azure OpenAI resource endpoint; when set the Azure client is used."""
     azure_api_key: str | None = None
-    azure_api_version: str = "2024-10-21"
+    azure_api_version: str = _default("azure_openai_api_version")
     simulated: bool = False
     """The endpoint is the offline simulator (reported as such in stats)."""
 
     # --- concurrency ------------------------------------------------------------------------
-    concurrency_min: int = Field(default=4, ge=1)
+    concurrency_min: int = Field(default=_default("llm_concurrency_min"), ge=1)
     """Floor of the adaptive limit."""
-    concurrency_max: int = Field(default=1024, ge=1)
+    concurrency_max: int = Field(default=_default("llm_concurrency_max"), ge=1)
     """Ceiling of the adaptive limit (high: the provider's push-back and the rate budgets
     are what bound calls in flight, not this)."""
-    concurrency_start: int = Field(default=16, ge=1)
+    concurrency_start: int = Field(default=_default("llm_concurrency_start"), ge=1)
     """Initial limit."""
     decrease_factor: float = Field(default=0.7, gt=0, lt=1)
     """Multiplier applied to the limit on 429 / refused or reset connection / timeout."""
@@ -70,9 +75,9 @@ class GatewayConfig(BaseModel):
     """Seconds' worth of a configured limit that may be spent at once."""
 
     # --- deadlines and retries --------------------------------------------------------------
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=_default("llm_timeout_s"), gt=0)
     """Deadline of one HTTP attempt."""
-    max_retries: int = Field(default=6, ge=0)
+    max_retries: int = Field(default=_default("llm_max_retries"), ge=0)
     """Retries after the first attempt, for retryable errors only."""
     backoff_base_s: float = Field(default=0.25, gt=0)
     """First backoff step; doubles per retry (jittered), unless the provider says when."""

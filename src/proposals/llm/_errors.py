@@ -5,7 +5,7 @@ ProviderError
 ├── NonRetryableError        the provider refused the request (400, 401, 403, 404, 422,
 │   │                        insufficient_quota); retrying cannot help
 │   └── ContextOverflowError the request is longer than the model's context window;
-│                            the caller should split its input (see ``map_packed``)
+│                            the caller should split its input (see ``call_splitting``)
 ├── RetriesExhausted         retryable failures (429, 5xx, connection, timeout) went on
 │                            after the configured number of retries
 └── InvalidOutputError       a structured answer did not match its schema, even after

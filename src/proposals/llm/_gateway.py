@@ -22,7 +22,7 @@ import openai
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import ConfigError, DatabaseError, ProposalsError
-from ..tokens import count_tokens
+from ..tokens import count_tokens, estimate_prompt_tokens
 from ._cache import CachedResponse, ResponseCache, request_key
 from ._config import GatewayConfig
 from ._errors import ContextOverflowError, InvalidOutputError, NonRetryableError, RetriesExhausted
@@ -36,7 +36,6 @@ __all__ = [
     "GatewayStats",
     "LLMGateway",
     "LLMResult",
-    "estimate_prompt_tokens",
     "json_schema_format",
 ]
 
@@ -44,33 +43,6 @@ log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Listener = Callable[[CallEvent], None]
-
-_TOKENS_PER_MESSAGE = 4
-_TOKENS_PER_REPLY = 3
-
-
-def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens of ``messages`` as providers bill them (contents plus a few per message)."""
-    total = _TOKENS_PER_REPLY
-    for message in messages:
-        total += _TOKENS_PER_MESSAGE + count_tokens(_content_text(message.get("content")))
-        name = message.get("name")
-        if isinstance(name, str):
-            total += 1 + count_tokens(name)
-    return total
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            p["text"] if isinstance(p, dict) and isinstance(p.get("text"), str) else str(p)
-            for p in content
-        )
-    return str(content)
 
 
 def json_schema_format(schema: type[BaseModel]) -> dict[str, Any]:
@@ -281,7 +253,9 @@ class LLMGateway:
         """Call ``callback(event)`` for every call event of run ``run_id`` (``None``: all runs).
 
         Callbacks run in the event loop and must be quick (e.g. put on a queue); an exception
-        in one is logged and ignored. Returns a function that unsubscribes.
+        in one is logged and ignored. Returns a function that unsubscribes. When the last
+        listener of a run leaves, the run is over for this gateway: its per-node usage entries
+        are dropped (:meth:`usage` then reports nothing for it; :meth:`stats` keeps the total).
         """
         self._listeners[run_id].append(callback)
 
@@ -291,6 +265,8 @@ class LLMGateway:
                 listeners.remove(callback)
                 if not listeners:
                     del self._listeners[run_id]
+                    if run_id is not None:
+                        self._ledger.forget(run_id)
 
         return unsubscribe
 
@@ -522,10 +498,22 @@ class LLMGateway:
             budget.reserve(reserve_tokens, reserve_cost)
         tally = _Attempts()
         usage: Usage | None = None
-        try:
-            completion = await self._send(
-                model, msgs, response_format, params, max_tokens, timeout_s, tally, base
+
+        async def send(messages: list[dict[str, Any]], estimate: int) -> Any:
+            return await self._send(
+                model,
+                messages,
+                estimate,
+                response_format,
+                params,
+                max_tokens,
+                timeout_s,
+                tally,
+                base,
             )
+
+        try:
+            completion = await send(msgs, prompt_estimate)
             text, finish = _answer(completion)
             parsed: BaseModel | None = None
             if schema is not None:
@@ -542,16 +530,9 @@ class LLMGateway:
                             "the schema exactly.",
                         },
                     ]
-                    completion = await self._send(
-                        model,
-                        repair,
-                        response_format,
-                        params,
-                        max_tokens,
-                        timeout_s,
-                        tally,
-                        base,
-                    )
+                    # The prompt was counted once; only the two added messages are new.
+                    added = estimate_prompt_tokens(repair[-2:], reply=False)
+                    completion = await send(repair, prompt_estimate + added)
                     text, finish = _answer(completion)
                     try:
                         parsed = schema.model_validate_json(text)
@@ -600,6 +581,7 @@ class LLMGateway:
         self,
         model: str,
         msgs: list[dict[str, Any]],
+        prompt_estimate: int,
         response_format: dict[str, Any] | None,
         params: dict[str, Any],
         max_tokens: int | None,
@@ -607,8 +589,8 @@ class LLMGateway:
         tally: _Attempts,
         base: dict[str, Any],
     ) -> Any:
-        """One logical request: the retry loop around HTTP attempts. Returns a ChatCompletion."""
-        prompt_estimate = estimate_prompt_tokens(msgs)
+        """One logical request: the retry loop around HTTP attempts. Returns a ChatCompletion.
+        ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
         rate_estimate = prompt_estimate + (max_tokens or 0)
         kwargs: dict[str, Any] = dict(params)
         if response_format is not None:

@@ -32,8 +32,8 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 __all__ = ["AdaptiveLimiter", "LimiterTicket"]
@@ -163,15 +163,6 @@ class AdaptiveLimiter:
         """Give a slot back (without feedback; see :meth:`on_success`/:meth:`on_overload`)."""
         self._in_flight -= 1
         self._wake()
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[LimiterTicket]:
-        """``async with limiter.slot() as ticket:`` hold one slot for the body."""
-        ticket = await self.acquire()
-        try:
-            yield ticket
-        finally:
-            self.release()
 
     # --- feedback ---------------------------------------------------------------------------
     def on_success(self, ticket: LimiterTicket) -> None:

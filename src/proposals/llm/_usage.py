@@ -22,6 +22,7 @@ __all__ = [
     "PriceTable",
     "Usage",
     "UsageLedger",
+    "UsageTally",
     "UsageTotals",
 ]
 
@@ -100,12 +101,19 @@ class CallTags:
 
 
 class UsageTotals(BaseModel):
-    """Summed usage of many calls."""
+    """Summed usage of many calls, as of one moment (a frozen snapshot of a
+    :class:`UsageTally`). Runs report it in their events and results."""
+
+    model_config = ConfigDict(frozen=True)
 
     calls: int = 0
     """Calls answered by the provider."""
     cached_calls: int = 0
     """Calls answered from the cache (no provider usage)."""
+    failed_calls: int = 0
+    """Calls that ended in an error."""
+    retries: int = 0
+    """Attempts retried after a retryable error."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -114,7 +122,22 @@ class UsageTotals(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+
+_FIELDS = tuple(UsageTotals.model_fields)
+
+
+class UsageTally:
+    """The one mutable usage counter: add calls as they end, read :meth:`snapshot`."""
+
+    __slots__ = _FIELDS
+
+    def __init__(self, start: UsageTotals | None = None) -> None:
+        begin = start or UsageTotals()
+        for name in _FIELDS:
+            setattr(self, name, getattr(begin, name))
+
     def add(self, usage: Usage) -> None:
+        """Count one answered call (a cache hit adds no tokens or cost)."""
         if usage.cached:
             self.cached_calls += 1
             return
@@ -123,38 +146,66 @@ class UsageTotals(BaseModel):
         self.completion_tokens += usage.completion_tokens
         self.cost_usd += usage.cost_usd
 
-    def merge(self, other: UsageTotals) -> None:
-        self.calls += other.calls
-        self.cached_calls += other.cached_calls
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cost_usd += other.cost_usd
+    def add_retry(self) -> None:
+        self.retries += 1
+
+    def add_failure(self) -> None:
+        self.failed_calls += 1
+
+    def merge(self, other: UsageTally) -> None:
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def snapshot(self) -> UsageTotals:
+        return UsageTotals(**{name: getattr(self, name) for name in _FIELDS})
+
+    # Declared for type checkers; the slots above hold them.
+    calls: int
+    cached_calls: int
+    failed_calls: int
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
 
 
 class UsageLedger:
-    """Provider usage summed per (run, node), in memory."""
+    """Provider usage summed per (run, node), in memory, plus the process-wide total.
+
+    A run's entries live until :meth:`forget` (the gateway calls it when a run's last
+    listener leaves), so a long-lived process does not grow with every run it served.
+    """
 
     def __init__(self) -> None:
-        self._by_tag: dict[CallTags, UsageTotals] = defaultdict(UsageTotals)
+        self._by_tag: dict[CallTags, UsageTally] = defaultdict(UsageTally)
+        self._all = UsageTally()
 
     def add(self, tags: CallTags, usage: Usage) -> None:
         self._by_tag[tags].add(usage)
+        self._all.add(usage)
+
+    def forget(self, run_id: str) -> None:
+        """Drop the per-node entries of one run (the process-wide total keeps them)."""
+        for tags in [t for t in self._by_tag if t.run_id == run_id]:
+            del self._by_tag[tags]
 
     def totals(self, run_id: str | None = None, node: str | None = None) -> UsageTotals:
         """Sum over every tag matching ``run_id`` and ``node`` (``None`` matches all)."""
-        out = UsageTotals()
+        if run_id is None and node is None:
+            return self._all.snapshot()
+        out = UsageTally()
         for tags, item in self._by_tag.items():
             if (run_id is None or tags.run_id == run_id) and (node is None or tags.node == node):
                 out.merge(item)
-        return out
+        return out.snapshot()
 
     def by_node(self, run_id: str) -> dict[str, UsageTotals]:
         """Totals of one run per node (``""`` for calls without a node)."""
-        out: dict[str, UsageTotals] = {}
+        out: dict[str, UsageTally] = {}
         for tags, item in self._by_tag.items():
             if tags.run_id == run_id:
-                out.setdefault(tags.node or "", UsageTotals()).merge(item)
-        return out
+                out.setdefault(tags.node or "", UsageTally()).merge(item)
+        return {node: tally.snapshot() for node, tally in out.items()}
 
 
 class Budget:
@@ -206,7 +257,3 @@ class Budget:
     @property
     def remaining_tokens(self) -> int | None:
         return None if self.max_tokens is None else self.max_tokens - self.used_tokens
-
-    @property
-    def remaining_cost(self) -> float | None:
-        return None if self.max_cost is None else self.max_cost - self.used_cost

@@ -26,6 +26,7 @@ from ._models import (
     load_profiles,
 )
 from ._prompts import PROMPT_NAMES, Prompts
+from ._render import finding_order
 from ._report import render_markdown
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Theme",
     "UsageTotals",
     "build_graph",
+    "finding_order",
     "load_profiles",
     "render_markdown",
 ]

@@ -1,4 +1,4 @@
-"""LLM calls of the nodes: one structured call, split-on-overflow, isolated concurrency.
+"""LLM calls of the nodes: one structured call, answer schemas, isolated concurrency.
 
 Packing decides what goes into one call (token budget); the gateway decides how many calls
 are in flight. Nothing here limits concurrency: every batch is started and the gateway's
@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
-from ..errors import BudgetExceeded, ProposalsError, ProviderError
-from ..llm import CallTags, ContextOverflowError
+from ..errors import ProposalsError, ProviderError
+from ..llm import CallTags
 from ._context import PipelineContext
 from ._models import FindingOut, ProposalOut, ThemeOut
 
 __all__ = [
-    "Outcome",
     "ask",
-    "call_splitting",
     "findings_schema",
     "gather_isolated",
     "proposals_schema",
     "themes_schema",
 ]
 
-T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,47 +51,6 @@ async def ask(
     if parsed is None:
         raise ProviderError(f"{node}: the model returned no parsable answer")
     return parsed  # type: ignore[return-value]
-
-
-@dataclass(slots=True)
-class Outcome(Generic[T, R]):
-    """What became of a group of items: a result, or the error that ended it."""
-
-    items: list[T]
-    result: R | None = None
-    error: ProposalsError | None = None
-
-
-async def call_splitting(
-    items: list[T],
-    attempt: Callable[[list[T]], Awaitable[R]],
-    *,
-    shrink: Callable[[T], T | None] | None = None,
-) -> list[Outcome[T, R]]:
-    """Call ``attempt(items)``; on context overflow split in half and try each half.
-
-    A single item that still overflows is passed through ``shrink`` (e.g. fewer evidence
-    chunks) once; if that is not possible it is returned as failed. Provider failures of a
-    group are returned, not raised, so siblings go on. :class:`BudgetExceeded` is raised:
-    it stops the whole run.
-    """
-    try:
-        return [Outcome(items, result=await attempt(items))]
-    except BudgetExceeded:
-        raise
-    except ContextOverflowError as exc:
-        if len(items) > 1:
-            mid = len(items) // 2
-            # Halves run one after the other: overflow is rare once packed, and a budget
-            # stop in one half must not leave the other half running.
-            first = await call_splitting(items[:mid], attempt, shrink=shrink)
-            return first + await call_splitting(items[mid:], attempt, shrink=shrink)
-        smaller = shrink(items[0]) if shrink is not None else None
-        if smaller is not None:
-            return await call_splitting([smaller], attempt, shrink=None)
-        return [Outcome(items, error=exc)]
-    except ProviderError as exc:
-        return [Outcome(items, error=exc)]
 
 
 async def gather_isolated(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..tokens import count_tokens
+from ..tokens import estimate_prompt_tokens
 from ._models import FailedItem, Proposal, ProposalRequest
 from ._prompts import Prompts
 
@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["NullReporter", "PipelineContext", "Reporter"]
 
-_MESSAGE_OVERHEAD = 8
-"""Tokens a chat message costs beyond its text (role, separators), rounded up."""
+_SPARE_TOKENS = 23
+"""Kept free beyond the provider's count of the prompt and the answer (margin for the
+separators packed material adds; sized so packing is what it was before the estimate moved
+to :func:`proposals.tokens.estimate_prompt_tokens`)."""
 
 
 class Reporter(Protocol):
@@ -88,5 +90,5 @@ class PipelineContext:
 
     def input_budget(self, messages: list[dict[str, str]], output_tokens: int) -> int:
         """Tokens left for packed material after the fixed prompt and the answer."""
-        fixed = sum(count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
-        return self.context_window - fixed - output_tokens - 16
+        fixed = estimate_prompt_tokens(messages)
+        return self.context_window - fixed - output_tokens - _SPARE_TOKENS

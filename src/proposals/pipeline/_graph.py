@@ -13,10 +13,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
+from ._analyze import analyze
 from ._context import PipelineContext
+from ._lenses import collect, lens_node
 from ._models import LENSES
-from ._nodes import analyze, collect, finish, lens_node, plan, retrieve, synthesize
+from ._retrieve import plan, retrieve
 from ._state import LensInput, PipelineState, SynthesisInput
+from ._synthesize import finish, synthesize
 
 __all__ = ["PipelineState", "build_graph"]
 

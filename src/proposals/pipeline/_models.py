@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
+from ..llm import UsageTotals
+from ..store import Citation
 
 __all__ = [
     "LENSES",
@@ -31,12 +33,10 @@ __all__ = [
     "ProposalOut",
     "ProposalRequest",
     "ProposalResult",
-    "ProposalsOut",
     "RunOptions",
     "RunStatus",
     "Theme",
     "ThemeOut",
-    "ThemesOut",
     "UsageTotals",
     "load_profiles",
 ]
@@ -203,28 +203,6 @@ def load_profiles(path: str | Path) -> list[Profile] | dict[str, list[Profile]]:
 # result
 
 
-class Citation(_Frozen):
-    """A resolved reference to one chunk of one document."""
-
-    chunk_id: int
-    title: str
-    path: str
-    page: int | None = None
-    section: str | None = None
-    country: str | None = None
-    """Country of the cited document; ``None`` for documents that apply everywhere."""
-    doc_type: str = "other"
-
-    def label(self) -> str:
-        """``title (path, p. 3, § Section)`` for reports."""
-        where = [self.path]
-        if self.page is not None:
-            where.append(f"p. {self.page}")
-        if self.section:
-            where.append(f"§ {self.section}")
-        return f"{self.title} ({', '.join(where)})"
-
-
 class Theme(_Frozen):
     """An opportunity theme from node A."""
 
@@ -277,22 +255,6 @@ class FailedItem(_Frozen):
     error_type: str
 
 
-class UsageTotals(_Frozen):
-    """Usage of one run so far."""
-
-    calls: int = 0
-    cached_calls: int = 0
-    failed_calls: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
 class ProposalResult(BaseModel):
     """Everything a run produced, including what failed and why it stopped."""
 
@@ -334,12 +296,6 @@ class ThemeOut(BaseModel):
     citations: list[int] = Field(default_factory=list)
 
 
-class ThemesOut(BaseModel):
-    """Node A's answer: candidate opportunity themes."""
-
-    themes: list[ThemeOut] = Field(default_factory=list)
-
-
 class FindingOut(BaseModel):
     """One finding of a lens."""
 
@@ -361,9 +317,3 @@ class ProposalOut(BaseModel):
     score: float = Field(default=0, json_schema_extra={"minimum": 0, "maximum": 100})
     score_reason: str = ""
     citations: list[int] = Field(default_factory=list)
-
-
-class ProposalsOut(BaseModel):
-    """The synthesis answer: proposals for one (country, profile)."""
-
-    proposals: list[ProposalOut] = Field(default_factory=list)

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from .. import llm
-from ..pipeline._models import FailedItem, Proposal, UsageTotals
+from ..pipeline import FailedItem, Proposal, UsageTotals
 from ._events import (
     BatchFinished,
     BatchStarted,
@@ -41,7 +41,7 @@ class RunEmitter:
         self.run_id = run_id
         self._log = log_
         self._seq = start_seq
-        self._usage: dict[str, Any] = UsageTotals().model_dump()
+        self._usage = llm.UsageTally()
         self.in_flight = 0
         self.queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._pending: list[RunEvent] = []
@@ -53,11 +53,11 @@ class RunEmitter:
     @property
     def usage(self) -> UsageTotals:
         """Usage of the run so far."""
-        return UsageTotals.model_validate(self._usage)
+        return self._usage.snapshot()
 
     def restore_usage(self, usage: UsageTotals) -> None:
         """Continue counting from a resumed run's last known usage."""
-        self._usage = usage.model_dump()
+        self._usage = llm.UsageTally(usage)
 
     @property
     def seq(self) -> int:
@@ -107,7 +107,7 @@ class RunEmitter:
             self.in_flight += 1
             phase = "started"
         elif isinstance(event, llm.CallRetry):
-            u["retries"] += 1
+            u.add_retry()
             phase = "retry"
             extra["detail"] = (
                 f"attempt {event.attempt} failed ({event.reason}); retry in {event.wait_s:.2f}s"
@@ -115,13 +115,7 @@ class RunEmitter:
         elif isinstance(event, llm.CallFinished):
             self.in_flight = max(0, self.in_flight - 1)
             phase = "finished"
-            if event.cached:
-                u["cached_calls"] += 1
-            else:
-                u["calls"] += 1
-                u["prompt_tokens"] += event.usage.prompt_tokens
-                u["completion_tokens"] += event.usage.completion_tokens
-                u["cost_usd"] += event.usage.cost_usd
+            u.add(event.usage)
             extra.update(
                 prompt_tokens=event.usage.prompt_tokens,
                 completion_tokens=event.usage.completion_tokens,
@@ -129,7 +123,7 @@ class RunEmitter:
             )
         elif isinstance(event, llm.CallFailed):
             self.in_flight = max(0, self.in_flight - 1)
-            u["failed_calls"] += 1
+            u.add_failure()
             phase = "failed"
             extra["detail"] = f"{event.error_type}: {event.error}"
         else:  # pragma: no cover - a newer gateway event

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from ..pipeline._models import FailedItem, Proposal, ProposalResult, RunStatus, UsageTotals
+from ..pipeline import FailedItem, Proposal, ProposalResult, RunStatus, UsageTotals
 
 __all__ = [
     "BatchFinished",

@@ -28,20 +28,20 @@ from langchain_core.runnables import RunnableConfig
 from ..config import Settings
 from ..errors import InputError, ProposalsError, RuntimeFailure
 from ..llm import Budget
-from ..pipeline._context import PipelineContext
-from ..pipeline._graph import build_graph
-from ..pipeline._models import (
+from ..pipeline import (
     FailedItem,
     Finding,
+    PipelineContext,
+    PipelineState,
+    Prompts,
     Proposal,
     ProposalRequest,
     ProposalResult,
     RunStatus,
     Theme,
+    build_graph,
+    finding_order,
 )
-from ..pipeline._nodes import finding_order
-from ..pipeline._prompts import Prompts
-from ..pipeline._state import PipelineState
 from ._emitter import RunEmitter
 from ._events import RunEvent, RunFinished, RunStarted
 from ._services import Services, open_services

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..db import Database
 from ..errors import DatabaseError, InputError
-from ..pipeline._models import ProposalRequest, ProposalResult, RunStatus
+from ..pipeline import ProposalRequest, ProposalResult, RunStatus
 from ._events import RunEvent, parse_event
 
 __all__ = ["EventLog", "RunRecord", "RunRegistry"]

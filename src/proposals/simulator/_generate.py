@@ -15,14 +15,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ..tokens import count_tokens
+from ..tokens import message_text
 
 __all__ = [
     "Material",
     "generate_content",
     "material_for",
-    "message_text",
-    "prompt_tokens",
     "request_key",
     "request_rng",
 ]
@@ -51,8 +49,6 @@ _SHORT_FIELD = (
     "id",
 )
 _FALLBACK = "The simulator found no sentence in the prompt to draw from."
-_TOKENS_PER_MESSAGE = 3
-_TOKENS_PER_REPLY = 3
 # Keys that change how an answer is delivered, not what it is.
 _DELIVERY_KEYS = ("stream", "stream_options", "max_tokens", "max_completion_tokens", "user")
 
@@ -65,34 +61,6 @@ class Material:
     chunk_ids: tuple[int, ...]
     grounded: tuple[str, ...] = ()
     """Sentences of the paragraphs that carry a chunk id: the evidence proper."""
-
-
-def message_text(content: Any) -> str:
-    """The text of one message's ``content`` (a string or a list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, str):
-                parts.append(part)
-        return "\n".join(parts)
-    return str(content)
-
-
-def prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Prompt tokens as OpenAI bills them: contents plus a few per message."""
-    total = _TOKENS_PER_REPLY
-    for message in messages:
-        total += _TOKENS_PER_MESSAGE + count_tokens(message_text(message.get("content")))
-        name = message.get("name")
-        if isinstance(name, str):
-            total += 1 + count_tokens(name)
-    return total
 
 
 _material_cache: OrderedDict[bytes, Material] = OrderedDict()

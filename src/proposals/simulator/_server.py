@@ -19,8 +19,8 @@ from urllib.parse import unquote
 
 import h11
 
-from ..tokens import count_tokens, truncate_to_tokens
-from ._generate import generate_content, material_for, prompt_tokens, request_key, request_rng
+from ..tokens import count_tokens, estimate_prompt_tokens, truncate_to_tokens
+from ._generate import generate_content, material_for, request_key, request_rng
 from ._limits import RateLimiter, SimStats
 from ._profiles import SimulatorProfile
 
@@ -319,7 +319,7 @@ class Simulator:
         model = deployment or str(body.get("model") or profile.models[0])
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
         max_out = int(max_out) if isinstance(max_out, int | float) and max_out > 0 else None
-        p_tokens = prompt_tokens(messages)
+        p_tokens = estimate_prompt_tokens(messages)
 
         window = profile.window_for(model)
         if p_tokens + (max_out or 0) > window:

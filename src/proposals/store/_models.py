@@ -15,18 +15,30 @@ SearchMode = Literal["hybrid", "vector", "text"]
 
 
 class Citation(BaseModel):
-    """Where a chunk comes from; enough for a reader to find the passage."""
+    """Where a chunk comes from; enough for a reader to find the passage. The one citation
+    model: search hits carry it, and a run's themes, findings and proposals cite with it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     chunk_id: int
-    document_id: int
+    document_id: int | None = None
+    """``None`` only in results stored before citations carried it."""
     title: str
     path: str
     page: int | None = None
     section: str | None = None
     country: str | None = None
-    doc_type: str
+    """Country of the cited document; ``None`` for documents that apply everywhere."""
+    doc_type: str = "other"
+
+    def label(self) -> str:
+        """``title (path, p. 3, § Section)`` for reports."""
+        where = [self.path]
+        if self.page is not None:
+            where.append(f"p. {self.page}")
+        if self.section:
+            where.append(f"§ {self.section}")
+        return f"{self.title} ({', '.join(where)})"
 
     def describe(self) -> str:
         """One line for people: ``[#12] Title — section, p. 3 (AR, official) path``."""
