@@ -96,6 +96,8 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= _DRAIN_MAX_BYTES:
+                await _drain(receive)
             await self._reject(send)
             return
         seen = 0
@@ -129,6 +131,21 @@ class BodyLimit:
             headers={"Connection": "close"},
         )
         await response({"type": "http"}, _nothing, send)
+
+
+_DRAIN_MAX_BYTES = 16 * 1024 * 1024
+"""A body declared over the limit but under this is read and discarded before the 413: a
+client sends its whole body before it reads the answer, and a connection closed on unread
+data is reset, so it would see a broken connection instead of the 413. Larger bodies are
+refused at once (that client gets the reset)."""
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the request body."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _nothing() -> Message:
