@@ -646,6 +646,22 @@ async def test_timeouts_exhaust_retries() -> None:
     assert stats.limit_cuts == 2  # the retry started after the first cut: a new window
 
 
+async def test_one_deadline_covers_admission_attempts_and_backoff() -> None:
+    """Every attempt stalls; with generous per-attempt timeouts and retries, the call's one
+    deadline is what ends it, as a ProviderError the run records for that item."""
+    async with (
+        run_simulator("unlimited", fault_stall=1.0, stall_s=30.0) as sim,
+        LLMGateway(_config(sim, timeout_s=0.3, max_retries=50, deadline_s=1.0)) as gw,
+    ):
+        with pytest.raises(RetriesExhausted) as info:
+            await gw.complete(TEXT)
+        stats = gw.stats()
+    assert info.value.cause == "deadline" and "deadline of 1 s" in str(info.value)
+    assert stats.failures_by_cause == {"retries_exhausted_deadline": 1}
+    assert stats.in_flight == 0  # the slot of the cancelled attempt was given back
+    assert sum(stats.retries_by_cause.values()) < 50
+
+
 async def test_azure_client_by_config() -> None:
     async with run_simulator("unlimited") as sim:
         config = GatewayConfig(

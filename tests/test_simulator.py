@@ -289,6 +289,14 @@ async def test_tpm_limit_counts_prompt_and_max_tokens() -> None:
         assert sim.stats()["rejects"]["rate_limit_tpm"] == 1
 
 
+async def _until(condition: Any, deadline_s: float = 30.0) -> None:
+    """Poll ``condition()`` until true; fail loudly after a generous deadline."""
+    give_up = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < give_up, "condition not met before the deadline"
+        await asyncio.sleep(0.02)
+
+
 async def test_connection_cap_resets_connections_beyond_it() -> None:
     async with run_simulator("unlimited", max_connections=3) as sim:
         request = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -318,7 +326,7 @@ async def test_connection_cap_resets_connections_beyond_it() -> None:
         assert all(isinstance(r, openai.APIConnectionError) for r in results)
         for w in held:
             w.close()
-        await asyncio.sleep(0.05)
+        await _until(lambda: sim.stats()["connections"] == 0)  # the server saw them go
         ok = await client.chat.completions.create(model="m", messages=MESSAGES)
         assert ok.choices[0].message.content
         await client.close()
@@ -352,17 +360,12 @@ async def test_faults_are_injected_and_counted() -> None:
 async def test_stall_outlasts_the_client_timeout() -> None:
     async with run_simulator("unlimited", fault_stall=1.0, stall_s=30) as sim:
         client = AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0, timeout=0.5)
-        started = time.monotonic()
-        with pytest.raises(openai.APITimeoutError):
+        with pytest.raises(openai.APITimeoutError):  # the stall (30 s) outlasts 0.5 s
             await client.chat.completions.create(model="m", messages=MESSAGES)
-        assert time.monotonic() - started < 5
         await client.close()
         assert sim.stats()["rejects"]["fault_stall"] == 1
-        for _ in range(50):  # the server notices the client left and frees the connection
-            if sim.stats()["connections"] == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert sim.stats()["connections"] == 0
+        # The server notices the client left and frees the connection.
+        await _until(lambda: sim.stats()["connections"] == 0)
 
 
 async def test_latency_model_scales_and_does_not_serialise() -> None:
@@ -378,8 +381,8 @@ async def test_latency_model_scales_and_does_not_serialise() -> None:
         elapsed = time.monotonic() - started
         expected = sim.profile.latency_s(20)  # (2.0 + 0.2) * 0.1
         assert all(r.usage.completion_tokens == 20 for r in results)  # type: ignore[union-attr]
-        assert expected <= elapsed < expected + 1.5
-        assert sim.stats()["peak_in_flight"] >= 20
+        assert expected <= elapsed  # each call waited its modelled latency...
+        assert sim.stats()["peak_in_flight"] >= 20  # ...and they did so side by side
 
 
 async def test_azure_style_deployment_path() -> None:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     """Deadline of one HTTP call to the provider."""
     llm_max_retries: int = Field(default=6, ge=0)
     """Retries of one call after the first attempt (retryable errors only)."""
+    llm_call_deadline_s: float = Field(default=900.0, gt=0)
+    """Deadline of one whole LLM call: waiting for rate budget and a concurrency slot, every
+    attempt and every backoff between them."""
     simulator_profile: str = "tier1"
     """Profile of the offline simulator used when no provider is configured."""
     simulator_time_scale: float = Field(default=0.02, gt=0, le=10)

@@ -5,7 +5,7 @@ in the data folder and reused on later runs. URL configured: that server is used
 migrations in ``migrations/`` are applied on open, idempotently, under an advisory lock.
 """
 
-from ._connect import Database, open_database
+from ._connect import Database
 from ._errors import database_errors
 from ._migrate import MIGRATIONS_PACKAGE, Migration, applied_migrations, load_migrations, migrate
 
@@ -17,5 +17,4 @@ __all__ = [
     "database_errors",
     "load_migrations",
     "migrate",
-    "open_database",
 ]

@@ -60,7 +60,7 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
 class Database:
     """A connection pool to the project's PostgreSQL, migrated and ready.
 
-    Use :func:`open_database` (or ``async with Database.open(settings)``) to get one.
+    Use ``await Database.open(settings)`` (also an ``async with`` context) to get one.
     """
 
     def __init__(self, url: str, pool: AsyncConnectionPool, server: Any = None) -> None:
@@ -127,8 +127,3 @@ async def _prepare(url: str) -> None:
                 "the embedded server that bundles it."
             ) from exc
         await migrate(conn)
-
-
-async def open_database(settings: Settings) -> Database:
-    """Open (starting if needed), check and migrate the database named by ``settings``."""
-    return await Database.open(settings)

@@ -283,7 +283,10 @@ class _Run:
             self._tick(item.key, "relabelled")
             return
         try:
-            chunks = split_blocks(item.loaded.blocks, self.chunk_tokens, self.overlap)
+            # Tokenizing a long document takes a while: not in the event loop.
+            chunks = await asyncio.to_thread(
+                split_blocks, item.loaded.blocks, self.chunk_tokens, self.overlap
+            )
             if not chunks:
                 raise IngestError(item.key, "no text left after splitting")
             texts = [_embedding_text(meta.title, c) for c in chunks]

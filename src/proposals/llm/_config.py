@@ -79,6 +79,9 @@ class GatewayConfig(BaseModel):
     """Deadline of one HTTP attempt."""
     max_retries: int = Field(default=_default("llm_max_retries"), ge=0)
     """Retries after the first attempt, for retryable errors only."""
+    deadline_s: float = Field(default=_default("llm_call_deadline_s"), gt=0)
+    """Deadline of one whole call: admission (rate budget, concurrency slot), every attempt
+    and every backoff. Past it the call fails with ``RetriesExhausted(cause="deadline")``."""
     backoff_base_s: float = Field(default=0.25, gt=0)
     """First backoff step; doubles per retry (jittered), unless the provider says when."""
     backoff_max_s: float = Field(default=8.0, gt=0)
@@ -120,6 +123,7 @@ class GatewayConfig(BaseModel):
             "tpm": settings.llm_tpm,
             "timeout_s": settings.llm_timeout_s,
             "max_retries": settings.llm_max_retries,
+            "deadline_s": settings.llm_call_deadline_s,
         }
         values.update(overrides)
         return cls(**values)

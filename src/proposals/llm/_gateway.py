@@ -2,7 +2,8 @@
 
 It owns the HTTP client (a pool sized above the concurrency ceiling; SDK retries off), the
 adaptive concurrency limit, the RPM/TPM budgets, the one retry loop, the response cache, the
-usage accounting and the per-run call events. See ``docs/CONTRACTS.md`` and DESIGN decision 2.
+usage accounting and the per-run call events. See ``docs/CONTRACTS.md``; every call of every
+run goes through it, so one place sees the provider's capacity.
 """
 
 from __future__ import annotations
@@ -412,22 +413,32 @@ class LLMGateway:
             "model": model,
         }
         self._emit(CallStarted(**base))
+        deadline = self.config.deadline_s
         try:
-            result = await self._complete(
-                key,
-                call_id,
-                model,
-                msgs,
-                schema,
-                response_format,
-                params,
-                max_tokens,
-                tags,
-                budget,
-                timeout_s or self.config.timeout_s,
-                use_cache,
-                base,
-            )
+            try:
+                async with asyncio.timeout(deadline):
+                    result = await self._complete(
+                        key,
+                        call_id,
+                        model,
+                        msgs,
+                        schema,
+                        response_format,
+                        params,
+                        max_tokens,
+                        tags,
+                        budget,
+                        timeout_s or self.config.timeout_s,
+                        use_cache,
+                        base,
+                    )
+            except TimeoutError as exc:
+                raise RetriesExhausted(
+                    f"no answer within the call's deadline of {deadline:g} s "
+                    "(waiting for capacity, attempts and backoff together)",
+                    attempts=0,
+                    cause="deadline",
+                ) from exc
         except BaseException as exc:
             self._counts["failed"] += 1
             self._failures[_failure_cause(exc)] += 1

@@ -1,7 +1,7 @@
 """Packing items into token-budgeted batches.
 
 The context window decides how items are grouped; the gateway decides how many calls are in
-flight (DESIGN decision 1). ``pack`` is greedy and order-keeping: each item lands in exactly
+flight. ``pack`` is greedy and order-keeping: each item lands in exactly
 one batch, batches follow the input order, and no batch exceeds the budget unless it holds a
 single item larger than the budget (callers make items fit first; see
 :func:`~proposals.tokens.truncate_to_tokens`). When the server still finds a batch too long,

@@ -7,6 +7,7 @@ messages byte for byte, so the response cache and the simulator stay determinist
 
 from __future__ import annotations
 
+import functools
 import string
 from importlib import resources
 from pathlib import Path
@@ -32,17 +33,12 @@ class Prompts:
     """The templates of one run: built-ins, each replaced by ``<override_dir>/<name>.txt``."""
 
     def __init__(self, override_dir: Path | None = None) -> None:
-        self._templates: dict[str, tuple[string.Template, string.Template]] = {}
-        builtin = resources.files(__package__).joinpath("prompts")
-        for name in PROMPT_NAMES:
-            text = None
-            if override_dir is not None:
+        self._templates = dict(_builtin())
+        if override_dir is not None:
+            for name in PROMPT_NAMES:
                 candidate = Path(override_dir) / f"{name}.txt"
                 if candidate.is_file():
-                    text = candidate.read_text(encoding="utf-8")
-            if text is None:
-                text = builtin.joinpath(f"{name}.txt").read_text(encoding="utf-8")
-            self._templates[name] = _parse(name, text)
+                    self._templates[name] = _parse(name, candidate.read_text(encoding="utf-8"))
 
     def render(self, name: str, **values: object) -> list[dict[str, str]]:
         """Chat messages for template ``name`` with ``values`` substituted."""
@@ -56,6 +52,17 @@ class Prompts:
             raise ConfigError(
                 f"prompt template {name!r} uses an unknown placeholder: {exc}"
             ) from exc
+
+
+@functools.cache
+def _builtin() -> dict[str, tuple[string.Template, string.Template]]:
+    """The packaged templates, read and parsed once per process (a run with no override
+    folder then reads no file)."""
+    folder = resources.files(__package__).joinpath("prompts")
+    return {
+        name: _parse(name, folder.joinpath(f"{name}.txt").read_text(encoding="utf-8"))
+        for name in PROMPT_NAMES
+    }
 
 
 def _parse(name: str, text: str) -> tuple[string.Template, string.Template]:

@@ -6,6 +6,7 @@ on loopback when no provider is configured) and the LangGraph checkpointer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ class Services:
     provider: str
     """Human description of the endpoint, e.g. ``simulator tier1 at http://127.0.0.1:PORT/v1``."""
     simulator: Any = None
-    """The in-process simulator, when one was started (its ``stats()`` are useful)."""
+    """The simulator started for this process (in a thread of its own), when one was; its
+    ``stats()`` are useful."""
 
 
 @contextlib.asynccontextmanager
@@ -57,7 +59,7 @@ async def open_services(
     """Open every service named by ``settings``; close them (in reverse) on exit.
 
     Without a configured provider (``settings.provider_configured`` false) a simulator of
-    profile ``settings.simulator_profile`` is run in this event loop on 127.0.0.1 at
+    profile ``settings.simulator_profile`` is run in a thread of its own on 127.0.0.1 at
     ``settings.simulator_time_scale``, with ``simulator_overrides`` applied on top; everything it writes is
     labelled simulated. ``simulator_url`` points at a simulator already running elsewhere
     (e.g. a :class:`~proposals.simulator.SimulatorProcess`) instead. ``cache=False`` leaves
@@ -81,13 +83,17 @@ async def open_services(
             where = settings.azure_openai_endpoint or settings.openai_base_url or "api.openai.com"
             provider = f"{'Azure OpenAI' if settings.azure_openai_endpoint else 'OpenAI-compatible'} endpoint {where}"
         else:
-            from ..simulator import run_simulator
+            from ..simulator import serve_in_thread
 
             sim_overrides: dict[str, Any] = {"time_scale": settings.simulator_time_scale}
             sim_overrides.update(simulator_overrides or {})
-            simulator = await stack.enter_async_context(
-                run_simulator(settings.simulator_profile, seed=simulator_seed, **sim_overrides)
+            # Its own thread and event loop: serving hundreds of calls must not compete with
+            # this loop's client work (start and stop block, so they run in a worker thread).
+            serving = serve_in_thread(
+                settings.simulator_profile, seed=simulator_seed, **sim_overrides
             )
+            simulator = await asyncio.to_thread(serving.__enter__)
+            stack.push_async_callback(asyncio.to_thread, serving.__exit__, None, None, None)
             overrides.setdefault("base_url", simulator.base_url)
             overrides.setdefault("api_key", "simulator")
             overrides["simulated"] = True
