@@ -78,13 +78,17 @@ async def events(
     """The run's events as Server-Sent Events (``Last-Event-ID`` wins over ``after``)."""
     state = state_of(request)
     manager: RunManager = state.manager
-    if await manager.get(run_id, tenant=tenant) is None:
+    record = await manager.get(run_id, tenant=tenant)
+    if record is None:
         raise NotFound(f"no run {run_id!r}")
     start = last_event_id if last_event_id is not None else after
     heartbeat = state.options.heartbeat_s
+    seen_end = record.finished and start >= record.last_seq
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
+        if seen_end:
+            return  # the client already has the terminal event
         async with _events(manager, run_id, tenant, start) as queue:
             while True:
                 try:
@@ -114,8 +118,12 @@ async def events_ws(
         await websocket.close(4401, "missing or invalid API key")
         return
     manager: RunManager = state_of(websocket).manager
-    if await manager.get(run_id, tenant=tenant) is None:
+    record = await manager.get(run_id, tenant=tenant)
+    if record is None:
         await websocket.close(4404, f"no run {run_id!r}")
+        return
+    if record.finished and after >= record.last_seq:
+        await websocket.close(1000)  # the client already has the terminal event
         return
 
     async def send() -> None:
