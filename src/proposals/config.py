@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     """Largest ``POST /v1/documents`` body the server accepts (413 above it)."""
     sse_heartbeat_s: float = Field(default=10.0, gt=0, le=15)
     """Seconds between heartbeat comments on an idle event stream (proxies close idle ones)."""
+    api_key: str | None = None
+    """Client side: the key ``generate --server`` / ``ingest --server`` send to a server."""
 
     @field_validator("data_dir", mode="after")
     @classmethod

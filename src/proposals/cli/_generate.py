@@ -75,6 +75,12 @@ def register(subparsers: Any) -> None:
         help="run a stored run's request again as a new run: calls answered before come "
         "from the response cache, items that failed are tried again",
     )
+    g.add_argument(
+        "--server",
+        metavar="URL",
+        help="run on a proposals server instead (key from PROPOSALS_API_KEY); with --resume, "
+        "follow that server's run",
+    )
     g.set_defaults(handler=_generate)
 
     d = subparsers.add_parser(
@@ -178,7 +184,12 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
         if not profiles:
             raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
         request = _build_request(args, profiles, args.brief)
-    result = await _execute(request, settings, args)
+    if args.server:
+        from ._remote import generate_remote
+
+        result = await generate_remote(request, settings, args)
+    else:
+        result = await _execute(request, settings, args)
     if result is None:
         return 1
     await asyncio.to_thread(_write_outputs, result, args.out, args.json_out)

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
         help="delete the whole index first (needed to switch embedding models)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--server", metavar="URL", help="upload to a proposals server (key from PROPOSALS_API_KEY)"
+    )
     p.set_defaults(handler=_ingest)
 
     s = subparsers.add_parser("search", help="search the corpus (hybrid: vectors + full text)")
@@ -64,6 +67,10 @@ def register(subparsers: Any) -> None:
 
 
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if args.server:
+        from ._remote import ingest_remote
+
+        return await ingest_remote(args, settings)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

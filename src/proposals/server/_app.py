@@ -1,12 +1,15 @@
 """The FastAPI application: ``create_app(settings, options)``.
 
-Its lifespan opens the database (migrated), the embedder, the API keys, and (when the run
-manager is available) the run services, the manager and ``options.workers`` in-process
-workers; all are closed in reverse order on shutdown. OpenAPI at ``/docs``.
+Its lifespan opens the run manager (and through it the migrated database), the embedder, the
+API keys, the chunk store and ``options.workers`` in-process workers sharing one set of run
+services (one LLM gateway: the configured endpoint, or the offline simulator, as the CLI picks
+it); all are stopped in reverse order on shutdown (runs in progress go back to the queue).
+OpenAPI at ``/docs``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ..config import Settings
-from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..keys import ApiKeys
+from ..runs import RunManager, Worker
 from ..store import Store
-from . import _documents, _health, _search
+from . import _documents, _health, _runs, _search, _streams
 from ._errors import BodyLimit, install_error_handlers
 from ._state import ServerOptions, ServerState
 
@@ -42,10 +45,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        chosen = embedder or embedder_from_settings(settings)
+        service_options = {"embedder": chosen, **opts.service_options}
         async with contextlib.AsyncExitStack() as stack:
-            database = await Database.open(settings)
-            stack.push_async_callback(database.close)
-            chosen = embedder or embedder_from_settings(settings)
+            manager = await RunManager.open(settings, **service_options)
+            stack.push_async_callback(manager.close)
+            database = manager.database
             state = ServerState(
                 settings=settings,
                 options=opts,
@@ -54,7 +59,17 @@ def create_app(
                 keys=ApiKeys(database),
                 store=Store(database, chosen),
                 uploads=settings.data_dir / "uploads",
+                manager=manager,
             )
+            if opts.workers:
+                # Opened now rather than on the first run: the endpoint is known (and shown
+                # in /v1/meta) from the start, and a misconfiguration fails the startup.
+                state.services = await manager.services()
+                workers = [Worker(manager, slots=opts.slots) for _ in range(opts.workers)]
+                tasks = [
+                    asyncio.create_task(w.run(), name=f"worker-{i}") for i, w in enumerate(workers)
+                ]
+                stack.push_async_callback(_stop, tasks)
             app.state.server = state
             yield
 
@@ -69,6 +84,15 @@ def create_app(
     app.include_router(_health.router)
     app.include_router(_documents.router)
     app.include_router(_search.router)
+    app.include_router(_runs.router)
+    app.include_router(_streams.router)
     if (_STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=_STATIC, html=True), name="static")
     return app
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the in-process workers; they hand their runs back to the queue."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
