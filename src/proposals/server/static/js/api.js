@@ -68,13 +68,3 @@ export async function api(path, { method = "GET", json, form, accept, signal } =
   if (accept && !accept.includes("json")) return res.text();
   return res.json();
 }
-
-/** URL of a run's event stream resuming after `after` (EventSource cannot send headers). */
-export function eventsUrl(runId, after) {
-  const params = new URLSearchParams();
-  if (after > 0) params.set("after", String(after));
-  const key = apiKey();
-  if (key) params.set("token", key);
-  const query = params.toString();
-  return `/v1/runs/${encodeURIComponent(runId)}/events${query ? `?${query}` : ""}`;
-}

@@ -164,16 +164,16 @@ export async function showRun(main, runId) {
       fill(statusSlot, badge(e.status));
       resultsLink.hidden = false;
       cancel.hidden = true;
-      reconnect.hidden = true;
     }
     schedule();
   }
   const stream = new RunStream(runId, {
     onEvent,
-    onState(state) {
-      const words = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", finished: "finished", closed: "" };
+    onState(state, detail) {
+      const words = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", finished: "finished", closed: "", failed: `stopped following: ${detail}` };
       fill(connection, words[state] ?? state);
       connection.dataset.state = state;
+      reconnect.hidden = state === "finished";
     },
   });
 

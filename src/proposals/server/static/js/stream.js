@@ -1,32 +1,20 @@
-// Follows a run's event stream (SSE) exactly once per event, across drops and restarts.
+// Follows a run's event stream (Server-Sent Events) exactly once per event, across dropped
+// connections and server restarts.
 //
-// Every (re)connection asks for the events after the last seq this page has seen (`?after=`),
-// so it resumes without a gap whether the server restarted or a proxy cut the request; events
-// at or below that seq are dropped (a replay that overlaps is harmless). EventSource's own
-// reconnect is not relied on: on any error the source is closed and reopened here with a short
-// backoff, and the page says "reconnecting…" until events flow again.
+// The stream is read with fetch() rather than EventSource so that the API key travels in the
+// Authorization header (never in a URL, where logs would keep it) and so that every
+// (re)connection is explicit: each one asks for the events after the last seq this page has
+// seen (`?after=`), which resumes without a gap whether the server restarted or a proxy cut
+// the request; events at or below that seq are dropped, so an overlapping replay is harmless.
+// On a drop the page says "reconnecting…" and retries with a short backoff.
 
-import { eventsUrl } from "./api.js";
-
-/** Event types of the stream (SSE `event:` names). */
-export const EVENT_TYPES = [
-  "run_started",
-  "run_finished",
-  "node_started",
-  "node_finished",
-  "batch_started",
-  "batch_finished",
-  "call",
-  "item_failed",
-  "warning",
-  "proposal",
-];
+import { apiKey } from "./api.js";
 
 export class RunStream {
   /**
    * @param {string} runId
-   * @param {{onEvent: (event: object) => void, onState: (state: string) => void}} handlers
-   *   states: "connecting", "live", "reconnecting", "finished", "closed"
+   * @param {{onEvent: (event: object) => void, onState: (state: string, detail?: string) => void}} handlers
+   *   states: "connecting", "live", "reconnecting", "finished", "failed", "closed"
    */
   constructor(runId, { onEvent, onState }) {
     this.runId = runId;
@@ -35,7 +23,7 @@ export class RunStream {
     this.lastSeq = 0;
     this.duplicates = 0;
     this.connections = 0;
-    this.source = null;
+    this.controller = null;
     this.timer = null;
     this.backoff = 0;
     this.done = false;
@@ -56,45 +44,99 @@ export class RunStream {
   close() {
     this.done = true;
     clearTimeout(this.timer);
-    this.source?.close();
-    this.source = null;
+    this.controller?.abort();
     this.onState("closed");
   }
 
-  connect(state) {
-    clearTimeout(this.timer);
-    this.source?.close();
-    this.onState(state);
-    this.connections += 1;
-    const source = new EventSource(eventsUrl(this.runId, this.lastSeq));
-    this.source = source;
-    const receive = (message) => this.receive(source, message);
-    for (const type of EVENT_TYPES) source.addEventListener(type, receive);
-    source.addEventListener("message", receive);
-    source.addEventListener("open", () => {
-      if (source !== this.source) return;
-      this.backoff = 0;
-      this.onState("live");
-    });
-    source.addEventListener("error", () => {
-      if (source !== this.source || this.done) return;
-      source.close();
-      this.onState("reconnecting");
-      const wait = this.backoff;
-      this.backoff = Math.min(5000, Math.max(500, this.backoff * 2));
-      this.timer = setTimeout(() => this.connect("reconnecting"), wait);
-    });
+  url() {
+    const query = this.lastSeq > 0 ? `?after=${this.lastSeq}` : "";
+    return `/v1/runs/${encodeURIComponent(this.runId)}/events${query}`;
   }
 
-  receive(source, message) {
-    if (source !== this.source || this.done) return;
+  async connect(state) {
+    clearTimeout(this.timer);
+    this.controller?.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+    this.onState(state);
+    this.connections += 1;
+    const headers = { Accept: "text/event-stream" };
+    const key = apiKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    try {
+      const res = await fetch(this.url(), { headers, signal: controller.signal, cache: "no-store" });
+      if (res.status === 401 || res.status === 404) {
+        // Not a drop: the key was refused or the run is not there. Say why, stop.
+        let detail = `HTTP ${res.status}`;
+        try {
+          detail = (await res.json()).detail ?? detail;
+        } catch {
+          // not JSON: keep the status
+        }
+        if (res.status === 401) window.dispatchEvent(new CustomEvent("proposals:unauthorized"));
+        this.fail(String(detail));
+        return;
+      }
+      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      this.backoff = 0;
+      this.onState("live");
+      await this.read(res.body, controller);
+    } catch {
+      // a refused connection, a reset, a cut by a proxy: reconnect below
+    }
+    if (this.done || controller !== this.controller || controller.signal.aborted) return;
+    this.onState("reconnecting");
+    const wait = this.backoff;
+    this.backoff = Math.min(5000, Math.max(500, this.backoff * 2));
+    this.timer = setTimeout(() => this.connect("reconnecting"), wait);
+  }
+
+  fail(message) {
+    this.done = true;
+    this.onState("failed", message);
+  }
+
+  async read(body, controller) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer = (buffer + value).replace(/\r\n?/g, "\n");
+        let end = buffer.indexOf("\n\n");
+        while (end >= 0) {
+          this.frame(buffer.slice(0, end));
+          if (this.done || controller.signal.aborted) return;
+          buffer = buffer.slice(end + 2);
+          end = buffer.indexOf("\n\n");
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  /** One SSE frame: `id:`, `event:` and `data:` lines; comments (heartbeats) are skipped. */
+  frame(text) {
+    const data = [];
+    let id = null;
+    for (const line of text.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "data") data.push(value);
+      else if (field === "id") id = value;
+    }
+    if (!data.length) return;
     let event;
     try {
-      event = JSON.parse(message.data);
+      event = JSON.parse(data.join("\n"));
     } catch {
-      return; // not an event (a future comment-like frame)
+      return;
     }
-    const seq = Number(event.seq ?? message.lastEventId);
+    const seq = Number(event.seq ?? id);
     if (!(seq > this.lastSeq)) {
       this.duplicates += 1;
       return;
@@ -103,8 +145,7 @@ export class RunStream {
     this.onEvent(event);
     if (event.type === "run_finished") {
       this.done = true;
-      source.close();
-      this.source = null;
+      this.controller?.abort();
       this.onState("finished");
     }
   }
