@@ -58,6 +58,11 @@ class Process:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def send(self, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP freezes the process, SIGCONT lets it go on)."""
+        assert self.proc is not None and self.proc.poll() is None, "not running"
+        self.proc.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         """Send ``sig`` to the process and wait for it; SIGKILL if it lingers."""
         if self.proc is None or self.proc.poll() is not None:
@@ -98,7 +103,7 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.worker = Process(
-            ["worker", "--slots", "4", "--lease", "10", "--heartbeat", "2"],
+            ["worker", "--slots", "4", "--lease", "60", "--heartbeat", "2"],
             env,
             logs / "worker.log",
         )

@@ -39,6 +39,8 @@ def browser() -> Iterator[Any]:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    for stale in ARTIFACTS.glob("failed-*.png"):  # from an earlier session
+        stale.unlink()
     pw = sync_playwright().start()
     try:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
