@@ -39,6 +39,17 @@ def seqs(page: Any) -> list[int]:
     return page.eval_on_selector_all("#event-log li", "rows => rows.map(r => +r.dataset.seq)")
 
 
+def unnamed_controls(page: Any) -> list[str]:
+    """Form controls and buttons of the page that have no accessible name (label,
+    aria-label or text): each one is a control a screen reader cannot announce."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(el => !(el.labels?.length || el.getAttribute('aria-label')
+                            || el.textContent.trim()))
+            .map(el => el.outerHTML.slice(0, 120))"""
+    )
+
+
 def wait_finished(page: Any) -> None:
     expect(page.locator("#connection")).to_have_attribute(
         "data-state", "finished", timeout=RUN_DEADLINE_MS
@@ -99,6 +110,7 @@ def test_whole_flow(stack, corpus, page, new_page, screenshot, tmp_path: Path) -
     expect(page.get_by_label("Themes")).to_have_attribute("placeholder", "9")  # the default
     page.get_by_label("Themes").fill("2")
     page.get_by_label("Proposals per country and profile").fill("2")
+    assert unnamed_controls(page) == []
     page.get_by_role("button", name="Start run").click()
     expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f]+$"))
     run_id = page.url.rsplit("/", 1)[1]
@@ -118,6 +130,7 @@ def test_whole_flow(stack, corpus, page, new_page, screenshot, tmp_path: Path) -
     page.get_by_label("Show").select_option("proposals")
     expect(page.locator("#event-log li")).to_have_count(2)
     page.get_by_label("Show").select_option("all")
+    assert unnamed_controls(page) == []
     screenshot(page, "live-desktop")
 
     phone = new_page(viewport=PHONE)
@@ -139,6 +152,7 @@ def test_whole_flow(stack, corpus, page, new_page, screenshot, tmp_path: Path) -
     page.get_by_label("Sort proposals by").select_option("score-desc")
     scores = [float(s) for s in cards.evaluate_all("cs => cs.map(c => c.dataset.score)")]
     assert scores == sorted(scores, reverse=True)
+    assert unnamed_controls(page) == []
     screenshot(page, "results-desktop")
 
     # A citation opens its excerpt with document, page and section.
@@ -177,6 +191,19 @@ def test_whole_flow(stack, corpus, page, new_page, screenshot, tmp_path: Path) -
     row = page.locator(f'tr[data-run="{run_id}"]')
     expect(row).to_contain_text("completed")
     expect(row).to_contain_text("ago")
+    assert unnamed_controls(page) == []
+    page.get_by_role("link", name="Documents").click()
+    expect(page.locator("tr[data-doc]")).to_have_count(corpus)
+    assert unnamed_controls(page) == []
+
+    # Keyboard: on a fresh load the skip link comes first and moves focus to the content.
+    page.reload()
+    expect(page.locator("tr[data-doc]")).to_have_count(corpus)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    expect(page).to_have_url(re.compile(r"#/documents$"))
 
 
 def test_live_view_survives_a_server_restart(stack, corpus, page, console) -> None:

@@ -127,4 +127,9 @@ window.addEventListener("proposals:unauthorized", () => {
   }
 });
 window.addEventListener("hashchange", () => route());
+// The skip link moves focus to the content without touching the hash (the router's).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 start();

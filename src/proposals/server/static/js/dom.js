@@ -87,6 +87,7 @@ export const TERMINAL = new Set([
   "completed_with_errors",
   "stopped_budget",
   "cancelled",
+  "interrupted",
   "failed",
 ]);
 

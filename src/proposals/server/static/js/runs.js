@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { age, badge, countryName, fill, h, TERMINAL, uid } from "./dom.js";
 
-const STATUSES = ["", "queued", "running", "completed", "completed_with_errors", "stopped_budget", "cancelled", "failed"];
+const STATUSES = ["", "queued", "running", "completed", "completed_with_errors", "stopped_budget", "cancelled", "interrupted", "failed"];
 const PAGE = 50;
 
 /** Cancels a run after the user confirms; returns the updated record or null. */
