@@ -32,15 +32,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_failure_screenshots() -> None:
+    """Screenshots of failures from an earlier session would mislead: remove them."""
+    for stale in ARTIFACTS.glob("failed-*.png"):
+        stale.unlink()
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless chromium for the session."""
+    """One headless chromium per test module. Not for the whole session: while Playwright's
+    sync API is running it leaves its event loop marked as running in this thread, and an
+    asyncio test collected after a browser test would fail to start its own."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    for stale in ARTIFACTS.glob("failed-*.png"):  # from an earlier session
-        stale.unlink()
     pw = sync_playwright().start()
     try:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
