@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..config import Settings
@@ -87,7 +88,14 @@ def create_app(
     app.include_router(_runs.router)
     app.include_router(_streams.router)
     if (_STATIC / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=_STATIC, html=True), name="static")
+        # The page at / and its files under /static: a mount at / would answer every unknown
+        # path (an API route's wrong method included) with the static 404.
+        app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(_STATIC / "index.html")
+
     return app
 
 
