@@ -349,8 +349,8 @@ def _picture(summary: dict[str, dict[str, dict]]) -> None:
     ax2.set_ylabel("failed items (median)")
     for ax in (ax1, ax2):
         ax.set_xticks(range(len(profiles)), profiles, rotation=15)
-    ax1.legend(fontsize=8)
-    fig.suptitle(f"Full-scale run per strategy, simulated providers, median of {RUNS} runs")
+    ax1.legend(fontsize=8, loc="upper right")
+    fig.suptitle("Full-scale run per strategy, simulated providers (medians; runs in versus.json)")
     fig.tight_layout()
     fig.savefig(PICTURE, dpi=110)
 
