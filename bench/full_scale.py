@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._memory import rss_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "full_scale.json"
 TIME_SCALE = 0.1
@@ -41,16 +43,8 @@ RUNS = 2
 EMBEDDING_BATCH = 64
 
 
-def _peak_rss_mib() -> float:
+def _peakrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class _RssSampler:
@@ -69,7 +63,7 @@ class _RssSampler:
             self._stop.wait(self.interval)
 
     def sample(self) -> None:
-        rss = _rss_mib()
+        rss = rss_mib()
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
 
     def enter(self, phase: str) -> None:
@@ -268,7 +262,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
         "findings": len(result.findings),
         "warnings": len(result.warnings),
         "cost_usd_at_gpt4o_mini_prices": round(result.usage.cost_usd, 4),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(_peakrss_mib(), 1),
         "peak_rss_by_phase_mib": {k: round(v, 1) for k, v in sampler.peaks.items()},
         "embedding_batch_size": settings.embedding_batch_size,
         "gateway_overrides": gateway_overrides,

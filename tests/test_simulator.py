@@ -286,7 +286,34 @@ async def test_tpm_limit_counts_prompt_and_max_tokens() -> None:
         with pytest.raises(openai.RateLimitError) as info:
             await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=700)
         assert info.value.response.headers["x-ratelimit-limit-tokens"] == "6000"
-        assert sim.stats()["rejects"]["rate_limit_tpm"] == 1
+        stats = sim.stats()
+        assert stats["rejects"]["rate_limit_tpm"] == 1
+        # the budget was charged the estimate (prompt + max_tokens), not the tokens produced
+        assert stats["charged_tokens"] == stats["prompt_tokens"] + 700
+        assert stats["completion_tokens"] < 700
+
+
+async def test_quota_shaped_profiles_follow_their_published_ratios() -> None:
+    azure = get_profile("azure-240k")
+    assert (azure.tpm, azure.rpm, azure.max_connections) == (240_000, 1_440, None)
+    assert (get_profile("openai-tier1-mini").rpm, get_profile("openai-tier1-mini").tpm) == (
+        500,
+        200_000,
+    )
+    assert get_profile("openai-tier2-mini").tpm == 2_000_000
+    # a 10-second window of 1,440 RPM admits 240 requests at once, then answers 429
+    # (time_scale 100 stretches the minute so the bucket does not refill during the test)
+    async with (
+        run_simulator(azure, ttft_s=0, per_token_s=0, time_scale=100) as sim,
+        httpx.AsyncClient() as http,
+    ):
+        # (short requests: 240 of them stay well under the 40,000-token TPM bucket)
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+        codes = [
+            (await http.post(sim.base_url + "/chat/completions", json=body)).status_code
+            for _ in range(242)
+        ]
+        assert codes.count(200) == 240 and codes[-2:] == [429, 429]
 
 
 async def _until(condition: Any, deadline_s: float = 30.0) -> None:

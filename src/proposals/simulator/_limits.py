@@ -124,6 +124,9 @@ class SimStats:
     streamed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    charged_tokens: int = 0
+    """Tokens taken from the TPM budget by admitted requests: prompt + ``max_tokens`` (the
+    provider's estimate), or the actual completion when ``max_tokens`` was not given."""
     rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_CAUSES, 0))
     status: dict[str, int] = field(default_factory=dict)
     connections_total: int = 0
@@ -161,6 +164,7 @@ class SimStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "charged_tokens": self.charged_tokens,
             "rejects": dict(self.rejects),
             "status": dict(self.status),
             "connections_total": self.connections_total,

@@ -95,6 +95,39 @@ class SimulatorProfile(BaseModel):
 
 _TIER1 = SimulatorProfile(name="tier1", max_connections=100, rpm=2_000, tpm=2_000_000)
 
+# Latency of a small hosted model (gpt-4o-mini), shared by the quota-shaped profiles below.
+# Time to first token ~0.4 s ("gpt-4o-mini ~0.4s TTFT", apikeyhealth.com, "The Latency
+# Trade-off: gpt-4o-mini vs. gpt-4o", 2026); output at ~59 tokens/s, i.e. ~0.017 s per token
+# (a measured 59.0 t/s average for gpt-4o-mini over 500-token answers, community.openai.com,
+# "Inference speed of different models", 2025).
+_SMALL_MODEL_LATENCY: dict[str, Any] = {"ttft_s": 0.4, "per_token_s": 0.017}
+
+
+def _azure_deployment(tpm: int) -> SimulatorProfile:
+    """An Azure OpenAI standard deployment given ``tpm`` tokens per minute of quota.
+
+    Sources: the RPM limit follows the TPM at 6 RPM per 1,000 TPM ("For older chat models, 1
+    unit of capacity is 1,000 TPM and 6 RPM", learn.microsoft.com, "Azure OpenAI 429: token
+    and request rate limits explained"; "RPM = (TPM x 6) / 1000", Microsoft Q&A 2265464).
+    Rates are enforced over short windows, "typically 1 or 10 seconds" (Microsoft Q&A
+    1336515), and the TPM charge is an estimate that includes ``max_tokens`` (same page as
+    the ratio), which the simulator does too; the burst is the 10-second window. Azure
+    publishes no connection cap, so none is set.
+    """
+    return SimulatorProfile(
+        name=f"azure-{tpm // 1000}k",
+        rpm=tpm * 6 // 1000,
+        tpm=tpm,
+        burst_s=10.0,
+        **_SMALL_MODEL_LATENCY,
+    )
+
+
+def _openai_tier(name: str, rpm: int, tpm: int) -> SimulatorProfile:
+    """An OpenAI usage tier's published limits for gpt-4o-mini (no connection cap published)."""
+    return SimulatorProfile(name=name, rpm=rpm, tpm=tpm, **_SMALL_MODEL_LATENCY)
+
+
 PROFILES: dict[str, SimulatorProfile] = {
     "tier1": _TIER1,
     "tier2": SimulatorProfile(
@@ -110,10 +143,22 @@ PROFILES: dict[str, SimulatorProfile] = {
         }
     ),
     "unlimited": SimulatorProfile(name="unlimited", ttft_s=0.0, per_token_s=0.0),
+    # 240,000 TPM: the regional default quota Microsoft quotes for a GPT-3.5-Turbo deployment
+    # ("if you have a quota of 240,000 TPM for GPT-3.5 Turbo in East US", Microsoft Q&A
+    # 1689036; the same figure in learn.microsoft.com's 429 explainer), so 1,440 RPM.
+    "azure-240k": _azure_deployment(240_000),
+    # OpenAI usage tiers for gpt-4o-mini: tier 1 (after $5 spent) 500 RPM / 200,000 TPM;
+    # tier 2 ($50 spent, 7+ days) 5,000 RPM / 2,000,000 TPM (ai-buzz.com, "OpenAI Rate
+    # Limits Explained - Complete Guide by Tier"; rate-limits.apis.io gives tier 1 at 500
+    # RPM with mini models at ~10x gpt-4o's 30,000 TPM).
+    "openai-tier1-mini": _openai_tier("openai-tier1-mini", 500, 200_000),
+    "openai-tier2-mini": _openai_tier("openai-tier2-mini", 5_000, 2_000_000),
 }
 """Built-in profiles. ``tier1``/``tier2`` resemble a low and a high paid tier of a hosted
 provider; ``flaky`` is ``tier1`` with a few percent of each fault; ``unlimited`` answers at
-once with no limits, for unit tests."""
+once with no limits, for unit tests. ``azure-240k``, ``openai-tier1-mini`` and
+``openai-tier2-mini`` mirror published quotas (sources next to each), with a small model's
+published latency: these are what a team like the reference one actually gets."""
 
 
 def get_profile(profile: str | SimulatorProfile = "tier1", **overrides: Any) -> SimulatorProfile:

@@ -351,6 +351,7 @@ class Simulator:
         cause, wait = self._limiter.try_acquire(p_tokens + (max_out or 0))
         if cause is not None:
             return await self._rate_limited(conn, writer, cause, wait)
+        stats.charged_tokens += p_tokens + (max_out or 0)
 
         roll = self._faults.random()
         for fault in ("fault_500", "fault_503"):
@@ -384,6 +385,7 @@ class Simulator:
             finish = "length"
         if max_out is None:
             self._limiter.charge_tokens(c_tokens)
+            stats.charged_tokens += c_tokens
         usage = {
             "prompt_tokens": p_tokens,
             "completion_tokens": c_tokens,
