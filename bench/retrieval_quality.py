@@ -32,7 +32,22 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "retrieval_quality.json"
 PLOT = RESULTS.with_suffix(".png")
 BASELINE = "04e897e"  # main before issue 11: AND full text, reciprocal rank fusion, 400 tokens
-SEC = ROOT.parent / "shared" / "data" / "sec-10q"
+
+
+def _shared() -> Path:
+    """``../shared`` beside the checkout; for a git worktree, beside the main checkout."""
+    beside = ROOT.parent / "shared"
+    if beside.exists():
+        return beside
+    common = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return Path(common).parent.parent / "shared" if common else beside
+
+
+SEC = _shared() / "data" / "sec-10q"
 SETS = {
     "examples": (ROOT / "examples" / "questions" / "corpus.json", [ROOT / "examples" / "corpus"]),
     "sec-10q": (SEC / "qna_data.csv", [SEC / "docs"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -87,6 +88,10 @@ class LocalEmbedder:
         self._device = device
         self._precision = precision
         self._bf16: bool | None = None if precision == "auto" else precision == "bfloat16"
+        # Half the cores for a batch of documents: the rest parse the next files and run
+        # PostgreSQL. On this 2-core machine one thread embedded 2.3x faster than two (the
+        # second OpenMP thread spun waiting for a core the loader and the database held).
+        self._threads = max(1, (os.cpu_count() or 2) // 2)
         self._model: Any = None
         self._dim: int | None = _KNOWN_DIMS.get(_short(model))
         self._load_lock = threading.Lock()
@@ -166,7 +171,7 @@ class LocalEmbedder:
         try:
             with (
                 self._run_lock,
-                _threads(1 if small else None),
+                _threads(1 if small else self._threads),
                 torch.inference_mode(),
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16 and not small),
             ):
