@@ -373,11 +373,14 @@ async def test_sample_corpus_questions_paraphrases_codes_and_fusion(database: Da
     report = await ingest([CORPUS], database=database, embedder=embedder)
     assert report.ok
     store = Store(database, embedder)
-    # Paraphrase: none of "inspect", "damage", "send", "paying" is in the Trigger section.
-    hits = await store.search(
-        "Does the insurer send someone to inspect the damage before paying?", k=3, country="AR"
-    )
-    assert any(h.citation.section == "Seguro Hogar Tero > Trigger" for h in hits)
+    # Paraphrase: "stops", "company", "spending", "clients", "cash" are not in the passage
+    # ("Customer money may not be lent out or used to pay the provider's expenses").
+    question = "What stops a payment company from spending its clients' cash?"
+    text = await store.search(question, k=3, country="BR", mode="text")
+    hits = await store.search(question, k=3, country="BR")
+    target = "Circular CFPF-Relampago 58 > 1. Safeguarding of customer funds"
+    assert target not in [h.citation.section for h in text]
+    assert target in [h.citation.section for h in hits]
     # Rare code and rare number.
     (code,) = await store.search("TER-22", k=1)
     assert code.citation.path.endswith("AR/product_description/home-microinsurance.html")

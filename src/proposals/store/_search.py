@@ -134,7 +134,7 @@ def search_statement(
     country: str | None,
     types: list[str] | None,
     tenant: str,
-    total: int,
+    total: int = 0,
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (query words
     weighted by rarity, see :mod:`._lexical`; ``total`` is the number of stored chunks), fused
