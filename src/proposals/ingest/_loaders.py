@@ -24,6 +24,7 @@ __all__ = ["SUPPORTED_SUFFIXES", "decode_text", "load_bytes", "load_file"]
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _BLANK_SPLIT = re.compile(r"\n\s*\n")
+_PDF_MAX_ARRAY = 1_000_000
 
 
 def load_file(path: Path) -> LoadedDocument:
@@ -327,8 +328,13 @@ def _scalar(value: Any) -> str:
 
 
 def _load_pdf(data: bytes, path: Path) -> LoadedDocument:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import (
+        DependencyError,
+        FileNotDecryptedError,
+        LimitReachedError,
+        PdfReadError,
+    )
 
     if not data.lstrip().startswith(b"%PDF"):
         raise IngestError(str(path), "not a PDF file (no %PDF header)")
@@ -337,19 +343,22 @@ def _load_pdf(data: bytes, path: Path) -> LoadedDocument:
         # index half a document without a word of warning; refuse it instead.
         raise IngestError(str(path), "truncated or damaged PDF (no end-of-file marker)")
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise IngestError(str(path), "encrypted PDF (password required)")
-        meta_title = (reader.metadata.title if reader.metadata else None) or None
-        blocks: list[Block] = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = page.extract_text() or ""
-            blocks.extend(_paragraph_blocks(text, None, page=number))
+        # pypdf refuses arrays over 100,000 elements (a guard against malicious files); real
+        # SEC filings exported by Microsoft Word exceed it. Ten times that is still bounded.
+        with apply_configuration(array_maximum_element_count=_PDF_MAX_ARRAY):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise IngestError(str(path), "encrypted PDF (password required)")
+            meta_title = (reader.metadata.title if reader.metadata else None) or None
+            blocks: list[Block] = []
+            for number, page in enumerate(reader.pages, start=1):
+                text = page.extract_text() or ""
+                blocks.extend(_paragraph_blocks(text, None, page=number))
     except IngestError:
         raise
     except (FileNotDecryptedError, DependencyError) as exc:
         raise IngestError(str(path), f"encrypted PDF that cannot be opened: {exc}") from exc
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (PdfReadError, LimitReachedError, ValueError, KeyError, TypeError, OSError) as exc:
         raise IngestError(str(path), f"damaged PDF: {exc}") from exc
     if not blocks:
         raise IngestError(str(path), "PDF has no extractable text (scanned images?)")

@@ -38,6 +38,9 @@ __all__ = ["IngestProgress", "ingest", "source_files"]
 log = logging.getLogger(__name__)
 
 _DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
+# Chunks embedded per call (several small files together): the local model's batches then
+# stay full, and a progress tick is never more than one such call away.
+_EMBED_GROUP = 128
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,6 +73,8 @@ class _Prepared:
     loaded: LoadedDocument
     file_meta: dict[str, Any]
     size: int
+    chunks: list[Chunk] | None = None
+    """Split in the loading thread, off the event loop; None for a file stored unchanged."""
 
 
 def source_files(
@@ -188,6 +193,7 @@ class _Run:
         self.doc_type = doc_type
         self.progress = progress
         self.report = IngestReport()
+        self.existing: dict[str, tuple[Any, ...]] = {}
         self.done = 0
         self.total = 0
 
@@ -217,13 +223,22 @@ class _Run:
                 await queue.put(await self._prepare(_Source(path, root)))
             await queue.put(None)
 
+        self.existing = existing
         async with asyncio.TaskGroup() as tg:
             tg.create_task(produce())
+            # Files are embedded in groups of about _EMBED_GROUP chunks: one small file alone
+            # would make a batch too small for the model to run at speed.
+            group: list[_Prepared] = []
             while (item := await queue.get()) is not None:
                 if isinstance(item, IngestFailure):
                     self._fail(item)
                     continue
-                await self._store(item, existing.get(item.key))
+                if not await self._settle(item, existing.get(item.key)):
+                    group.append(item)
+                if sum(len(g.chunks or ()) for g in group) >= _EMBED_GROUP:
+                    await self._store(group, existing)
+                    group = []
+            await self._store(group, existing)
 
         if prune:
             await self._prune(paths, existing)
@@ -258,9 +273,12 @@ class _Run:
             country=self.country,
             doc_type=self.doc_type,
         )
-        return _Prepared(
-            source, source.path.as_posix(), digest, meta, loaded, loaded.metadata, len(data)
-        )
+        key = source.path.as_posix()
+        old = self.existing.get(key)
+        chunks = None
+        if old is None or old[1] != digest or old[5] != self.embedder.name:
+            chunks = split_blocks(loaded.blocks, self.chunk_tokens, self.overlap)
+        return _Prepared(source, key, digest, meta, loaded, loaded.metadata, len(data), chunks)
 
     def _fail(self, failure: IngestFailure) -> None:
         self.report.failed.append(failure)
@@ -271,45 +289,65 @@ class _Run:
         if self.progress is not None:
             self.progress(IngestProgress(path, status, self.done, self.total, chunks))
 
-    async def _store(self, item: _Prepared, old: tuple[Any, ...] | None) -> None:
+    async def _settle(self, item: _Prepared, old: tuple[Any, ...] | None) -> bool:
+        """Handle a file that needs no embedding (unchanged or only relabelled); True if so."""
         meta = item.meta
-        if old is not None and old[1] == item.digest and old[5] == self.embedder.name:
-            if (old[2], old[3], old[4]) == (meta.title, meta.country, meta.doc_type):
-                self.report.unchanged.append(item.key)
-                self._tick(item.key, "unchanged")
-                return
-            await self._relabel(old[0], meta)
-            self.report.relabelled.append(item.key)
-            self._tick(item.key, "relabelled")
+        if item.chunks is not None:
+            return False
+        if old is not None and (old[2], old[3], old[4]) == (
+            meta.title,
+            meta.country,
+            meta.doc_type,
+        ):
+            self.report.unchanged.append(item.key)
+            self._tick(item.key, "unchanged")
+            return True
+        assert old is not None
+        await self._relabel(old[0], meta)
+        self.report.relabelled.append(item.key)
+        self._tick(item.key, "relabelled")
+        return True
+
+    async def _store(self, group: list[_Prepared], existing: dict[str, tuple[Any, ...]]) -> None:
+        """Embed the chunks of several files in one call, then write each file."""
+        ready: list[_Prepared] = []
+        for item in group:
+            if item.chunks:
+                ready.append(item)
+            else:
+                self._fail(IngestFailure(item.key, "no text left after splitting"))
+        if not ready:
             return
+        texts = [_embedding_text(i.meta.title, c) for i in ready for c in i.chunks or ()]
+        t0 = time.perf_counter()
         try:
-            # Tokenizing a long document takes a while: not in the event loop.
-            chunks = await asyncio.to_thread(
-                split_blocks, item.loaded.blocks, self.chunk_tokens, self.overlap
-            )
-            if not chunks:
-                raise IngestError(item.key, "no text left after splitting")
-            texts = [_embedding_text(meta.title, c) for c in chunks]
-            t0 = time.perf_counter()
             vectors = await self.embedder.embed(texts)
-            self.report.embed_seconds += time.perf_counter() - t0
-            await self._write(item, chunks, vectors)
-        except IngestError as exc:
-            self._fail(IngestFailure(item.key, exc.reason))
-            return
         except EmbeddingModelMismatch:
             raise
         except ProviderError as exc:
-            self._fail(IngestFailure(item.key, f"embedding failed: {exc}"))
+            for item in ready:
+                self._fail(IngestFailure(item.key, f"embedding failed: {exc}"))
             return
-        except psycopg.Error as exc:
-            self._fail(IngestFailure(item.key, f"database error: {str(exc).strip()}"))
-            return
-        status = "added" if old is None else "updated"
-        (self.report.added if old is None else self.report.updated).append(item.key)
-        self.report.chunks_written += len(chunks)
-        self.report.tokens_written += sum(c.token_count for c in chunks)
-        self._tick(item.key, status, len(chunks))
+        self.report.embed_seconds += time.perf_counter() - t0
+        start = 0
+        for item in ready:
+            chunks = item.chunks or []
+            mine = vectors[start : start + len(chunks)]
+            start += len(chunks)
+            old = existing.get(item.key)
+            try:
+                await self._write(item, chunks, mine)
+            except IngestError as exc:
+                self._fail(IngestFailure(item.key, exc.reason))
+                continue
+            except psycopg.Error as exc:
+                self._fail(IngestFailure(item.key, f"database error: {str(exc).strip()}"))
+                continue
+            status = "added" if old is None else "updated"
+            (self.report.added if old is None else self.report.updated).append(item.key)
+            self.report.chunks_written += len(chunks)
+            self.report.tokens_written += sum(c.token_count for c in chunks)
+            self._tick(item.key, status, len(chunks))
 
     async def _write(self, item: _Prepared, chunks: list[Chunk], vectors: Any) -> None:
         meta = item.meta
@@ -343,12 +381,31 @@ class _Run:
             assert row is not None
             doc_id = row[0]
             await conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
-            async with conn.cursor() as cur2:
-                await cur2.executemany(
-                    "INSERT INTO chunks (document_id, ord, text, section, page, token_count,"
-                    " country, doc_type, tenant, embedding)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            # COPY: one statement for all of a document's chunks (the lexeme statistics
+            # trigger then runs once per document, not once per chunk).
+            async with (
+                conn.cursor() as cur2,
+                cur2.copy(
+                    "COPY chunks (document_id, ord, text, section, page, token_count, country,"
+                    " doc_type, tenant, embedding) FROM STDIN"
+                ) as copy,
+            ):
+                copy.set_types(
                     [
+                        "int8",
+                        "int4",
+                        "text",
+                        "text",
+                        "int4",
+                        "int4",
+                        "text",
+                        "text",
+                        "text",
+                        "vector",
+                    ]
+                )
+                for i, c in enumerate(chunks):
+                    await copy.write_row(
                         (
                             doc_id,
                             c.ord,
@@ -361,9 +418,7 @@ class _Run:
                             self.tenant,
                             vectors[i],
                         )
-                        for i, c in enumerate(chunks)
-                    ],
-                )
+                    )
 
     async def _relabel(self, doc_id: int, meta: ResolvedMeta) -> None:
         async with self.db.pool.connection() as conn, conn.transaction():

@@ -1,8 +1,9 @@
 """The chunk store: hybrid retrieval over pgvector (HNSW, cosine) and PostgreSQL full text.
 
 Search ranks chunks by vector and by full text, each filtered by country and type, and fuses
-the two ranked lists by reciprocal rank (``1/(60 + rank)`` summed per chunk). Exact terms
-(a product code, a rare word) come from full text; paraphrases come from the vectors. Both
+the two by rescoring their union: cosine similarity plus ``TEXT_WEIGHT`` times the share of
+the question's rarity-weighted words a chunk holds (see ``_lexical``). Exact terms (a
+product code, a rare word) come from full text; paraphrases come from the vectors. Both
 halves, the fusion and the citations are one SQL statement: one pool checkout and one round
 trip per search, which matters when a run issues hundreds of them.
 
@@ -21,13 +22,14 @@ The index records its embedding model in ``index_meta``; writing or searching wi
 model raises :class:`~proposals.errors.EmbeddingModelMismatch`.
 """
 
-from ._models import RRF_K, Citation, DocumentInfo, IndexInfo, SearchHit, SearchMode
+from ._lexical import TEXT_WEIGHT
+from ._models import Citation, DocumentInfo, IndexInfo, SearchHit, SearchMode
 from ._schema import COUNTRY_INDEX_MIN_CHUNKS, check_index_model, ensure_index, read_index_info
 from ._store import Store, search
 
 __all__ = [
     "COUNTRY_INDEX_MIN_CHUNKS",
-    "RRF_K",
+    "TEXT_WEIGHT",
     "Citation",
     "DocumentInfo",
     "IndexInfo",

@@ -7,10 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RRF_K", "Citation", "DocumentInfo", "IndexInfo", "SearchHit", "SearchMode"]
+__all__ = ["Citation", "DocumentInfo", "IndexInfo", "SearchHit", "SearchMode"]
 
-RRF_K = 60
-"""The ``k`` of reciprocal rank fusion: a chunk's score is ``Σ 1/(RRF_K + rank)``."""
 SearchMode = Literal["hybrid", "vector", "text"]
 
 

@@ -1,10 +1,9 @@
 """Hybrid search as SQL: how the vector half runs (exact or HNSW, and with which
-``ef_search``), the one statement that ranks, fuses and cites, and the any-word fallback."""
+``ef_search``), and the one statement that ranks, fuses and cites."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,21 +12,24 @@ import psycopg
 from psycopg import sql
 
 from ._documents import HIT_COLUMNS
-from ._models import RRF_K, SearchMode
+from ._lexical import (
+    PHRASE_WEIGHT,
+    TEXT_CANDIDATES,
+    TEXT_POWER,
+    TEXT_WEIGHT,
+    fusion_cte,
+    text_ctes,
+)
+from ._models import SearchMode
 from ._schema import country_condition
 
-__all__ = ["Plan", "Stats", "any_word_ids", "plan_search", "run_search", "search_statement"]
+__all__ = ["Plan", "Stats", "plan_search", "run_search", "search_statement"]
 
 _EXACT_BELOW = 4000  # filters keeping fewer chunks than this are answered by an exact scan
 _EF_MIN, _EF_MAX = 40, 1000
 # ef_search over the expected need: the filter's share near the query varies (documents of a
 # type cluster by topic), and every short answer costs a second scan.
 _EF_MARGIN = 1.6
-# Most candidates one full-text pass ranks. A query whose words are in half the corpus would
-# otherwise rank tens of thousands of rows (100+ ms at 100k chunks); such a query carries
-# little lexical signal and is served by the vector half anyway.
-_TEXT_CAP = 300
-_ANY_CAP = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,40 +113,6 @@ async def run_search(
     return rows, (int(rows[0][2]) if rows else 0)
 
 
-async def any_word_ids(
-    conn: psycopg.AsyncConnection,
-    query: str,
-    wanted: int,
-    country: str | None,
-    types: list[str] | None,
-    have: Sequence[int],
-    tenant: str,
-) -> list[tuple[int, float]]:
-    """Text mode only: chunks containing *any* query word (not in ``have``), ranked, from a
-    bounded number of candidates (``_ANY_CAP``): ``(chunk id, score)`` best first."""
-    any_sql = sql.SQL(
-        "SELECT id, rank FROM ("
-        "  SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS rank FROM ("
-        "    SELECT c.id, c.tsv FROM chunks c, "
-        "      to_tsquery('english', replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) q"
-        "    WHERE c.tsv @@ q AND {} LIMIT %(cap)s) c, "
-        "  to_tsquery('english', replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) q"
-        ") r WHERE NOT (id = ANY(%(have)s)) ORDER BY rank DESC, id LIMIT %(n)s"
-    ).format(_filters(country, types))
-    async with conn.transaction():
-        await conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
-        args = {
-            "q": query,
-            "types": types,
-            "cap": _ANY_CAP,
-            "n": wanted,
-            "have": list(have),
-            "tenant": tenant,
-        }
-        cur = await conn.execute(any_sql, args)
-        return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
-
-
 def _filters(country: str | None, types: list[str] | None) -> sql.Composable:
     """The WHERE condition on ``chunks c``: the ``tenant`` parameter's chunks, doc types from
     the ``types`` parameter."""
@@ -166,10 +134,11 @@ def search_statement(
     country: str | None,
     types: list[str] | None,
     tenant: str,
+    total: int = 0,
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (every query
-    word, by cover density, over at most ``_TEXT_CAP`` candidates), fused into ``s`` by
-    reciprocal rank, joined to the citations. Columns: chunk id, score, how many rows ``v``
+    """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (query words
+    weighted by rarity, see :mod:`._lexical`; ``total`` is the number of stored chunks), fused
+    into ``s`` (cosine plus weighted text score), joined to the citations. Columns: chunk id, score, how many rows ``v``
     found (so a short filtered HNSW answer can be detected), then the rest of
     :data:`HIT_COLUMNS`."""
     cond = _filters(country, types)
@@ -195,26 +164,14 @@ def search_statement(
                 ).format(cond)
             )
     if mode != "vector":
-        ctes.append(
-            sql.SQL(
-                "t AS (SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ("
-                "SELECT m.id, ts_rank_cd(m.tsv, q, 32) + 1 AS rank FROM ("
-                "SELECT c.id, c.tsv FROM chunks c, websearch_to_tsquery('english', %(q)s) q "
-                "WHERE c.tsv @@ q AND {} LIMIT %(cap)s) m, websearch_to_tsquery('english', %(q)s) q "
-                "ORDER BY rank DESC, m.id LIMIT %(fetch)s) y)"
-            ).format(cond)
-        )
+        ctes.append(text_ctes(cond))
     fuse: sql.Composable
     if mode == "hybrid":
-        fuse = sql.SQL(
-            "s AS (SELECT id, sum(1.0::float8 / ({} + r)) AS score FROM ("
-            "SELECT id, r FROM v UNION ALL SELECT id, r FROM t) u "
-            "GROUP BY id ORDER BY score DESC, id LIMIT %(k)s)"
-        ).format(sql.Literal(RRF_K))
+        fuse = fusion_cte()
     elif mode == "vector":
         fuse = sql.SQL("s AS (SELECT id, 1 - d AS score FROM v ORDER BY r LIMIT %(k)s)")
     else:
-        fuse = sql.SQL("s AS (SELECT id, rank AS score FROM t ORDER BY r LIMIT %(k)s)")
+        fuse = sql.SQL("s AS (SELECT id, score FROM t ORDER BY r LIMIT %(k)s)")
     statement = sql.SQL(
         "WITH {}, {} SELECT s.id, s.score, {}, {} FROM s JOIN chunks c ON c.id = s.id "
         "JOIN documents d ON d.id = c.document_id ORDER BY s.score DESC, s.id"
@@ -228,8 +185,12 @@ def search_statement(
         "q": query,
         "k": k,
         "fetch": fetch,
-        "cap": _TEXT_CAP,
+        "cap": TEXT_CANDIDATES,
         "types": types,
+        "total": max(1, total),
+        "pair": PHRASE_WEIGHT,
+        "beta": TEXT_WEIGHT,
+        "power": TEXT_POWER,
         "tenant": tenant,
     }
     if vector is not None:

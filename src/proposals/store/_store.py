@@ -64,8 +64,10 @@ class Store:
         """The ``k`` chunks best matching ``query``.
 
         ``country``: that country's documents plus those with no country. ``doc_types``: any
-        of these types. ``mode``: ``hybrid`` (reciprocal rank fusion of both), ``vector`` or
-        ``text`` alone. Scores: fused RRF score, cosine similarity, or ``ts_rank_cd``.
+        of these types. ``mode``: ``hybrid`` (both halves fused), ``vector`` or ``text``
+        alone. Scores: cosine similarity plus the weighted text score (hybrid), cosine
+        similarity (vector), or the sum of the matched terms' weights (text); see
+        :mod:`proposals.store._lexical`.
         """
         if not query.strip():
             raise InputError("the search query is empty")
@@ -88,10 +90,11 @@ class Store:
         if plan is not None and plan.matching == 0:
             plan, vector = None, None  # nothing the vector half could find
         fused = mode if vector is not None else "text"
+        total = (await self._stats_cached()).total if fused != "vector" else 0
         with database_errors("search the chunks"):
             async with self.database.pool.connection() as conn:
                 statement, args = _search.search_statement(
-                    query, vector, plan, fused, k, fetch, cc, types, self.tenant
+                    query, vector, plan, fused, k, fetch, cc, types, self.tenant, total
                 )
                 rows, from_vectors = await _search.run_search(conn, statement, args, plan)
                 while (
@@ -110,27 +113,10 @@ class Store:
                     )
                     plan = wider
                     statement, args = _search.search_statement(
-                        query, vector, plan, fused, k, fetch, cc, types, self.tenant
+                        query, vector, plan, fused, k, fetch, cc, types, self.tenant, total
                     )
                     rows, from_vectors = await _search.run_search(conn, statement, args, plan)
                 hits = [_documents.hit_from_row((r[0], *r[3:]), float(r[1])) for r in rows]
-                if mode == "text" and len(hits) < k:
-                    # Fewer than k chunks hold every word: chunks holding any of them fill the
-                    # list, ranked below. (In hybrid mode the vectors cover loose matches.)
-                    ranked = await _search.any_word_ids(
-                        conn,
-                        query,
-                        k - len(hits),
-                        cc,
-                        types,
-                        [h.chunk_id for h in hits],
-                        self.tenant,
-                    )
-                    scores = dict(ranked)
-                    more = await _documents.get_chunks(
-                        conn, [cid for cid, _ in ranked], self.tenant
-                    )
-                    hits += [h.model_copy(update={"score": scores[h.chunk_id]}) for h in more]
         return hits
 
     async def _plan(self, country: str | None, types: list[str] | None, fetch: int) -> _search.Plan:
