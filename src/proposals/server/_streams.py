@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -59,8 +60,42 @@ async def _events(
         await asyncio.gather(task, return_exceptions=True)
 
 
+_FRAMES_KEPT = 4096
+_frames: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+
 def _frame(event: RunEvent) -> str:
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+    """The SSE frame of an event, serialised once per process however many subscribers
+    follow the run (a few recent frames are kept)."""
+    key = (event.run_id, event.seq)
+    frame = _frames.get(key)
+    if frame is None:
+        frame = f"id: {event.seq}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+        _frames[key] = frame
+        if len(_frames) > _FRAMES_KEPT:
+            _frames.popitem(last=False)
+    return frame
+
+
+async def _next_batch(
+    queue: asyncio.Queue[RunEvent | None], heartbeat_s: float
+) -> list[RunEvent | None] | None:
+    """Every event waiting in ``queue`` (at least one), or None after ``heartbeat_s`` idle."""
+    if queue.empty():
+        try:
+            async with asyncio.timeout(heartbeat_s):
+                first = await queue.get()
+        except TimeoutError:
+            return None
+    else:
+        first = queue.get_nowait()
+    batch = [first]
+    while first is not None and not queue.empty():
+        item = queue.get_nowait()
+        batch.append(item)
+        if item is None:
+            break
+    return batch
 
 
 @router.get(
@@ -91,14 +126,16 @@ async def events(
             return  # the client already has the terminal event
         async with _events(manager, run_id, tenant, start) as queue:
             while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), heartbeat)
-                except TimeoutError:
+                batch = await _next_batch(queue, heartbeat)
+                if batch is None:
                     yield ": heartbeat\n\n"
                     continue
-                if event is None:
+                # Events that arrived together go out in one write.
+                text = "".join(_frame(e) for e in batch if e is not None)
+                if text:
+                    yield text
+                if batch[-1] is None:
                     return
-                yield _frame(event)
 
     return StreamingResponse(
         stream(),
