@@ -90,7 +90,8 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            # No body to limit (and event streams skip a layer on every write).
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
