@@ -176,9 +176,15 @@ class EventHub:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _refresh(self, feed: _Feed) -> None:
-        """Read what the log holds beyond the feed's head (one reader per feed at a time)."""
+    async def _refresh(self, feed: _Feed, *, unless_within_s: float | None = None) -> None:
+        """Read what the log holds beyond the feed's head (one reader per feed at a time).
+
+        ``unless_within_s``: skip when another reader did it that recently (checked under the
+        lock, so subscribers whose polls time out together read the log once, not once each
+        in a queue that would hold back the reads triggered by notifications)."""
         async with feed.lock:
+            if unless_within_s is not None and time.monotonic() - feed.refreshed < unless_within_s:
+                return
             feed.refreshed = time.monotonic()
             while True:
                 events = await self._log.read(
@@ -228,8 +234,7 @@ class EventHub:
                     await asyncio.wait_for(changed.wait(), self._poll_s)
                 except TimeoutError:
                     # A notification may have been missed (listener reconnecting): look.
-                    if time.monotonic() - feed.refreshed >= self._poll_s / 2:
-                        await self._refresh(feed)
+                    await self._refresh(feed, unless_within_s=self._poll_s / 2)
         finally:
             feed.subscribers -= 1
             if feed.subscribers == 0 and self._feeds.get(run_id) is feed:
