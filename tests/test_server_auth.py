@@ -117,9 +117,12 @@ async def test_upload_limit_and_field_errors(live: LiveServer, database: Databas
         + f"Authorization: Bearer {key}\r\n".encode()
         + b"Content-Type: multipart/form-data; boundary=b\r\n"
     )
-    # declared too large: refused from the headers alone, nothing of the body read
+    # declared too large: refused from the headers (the body is read and dropped first, so
+    # that the client, still sending, gets the 413 rather than a reset connection)
     declared = await _raw_post(
-        live.port, headers + f"Content-Length: {200 * 1024}\r\n\r\n".encode(), []
+        live.port,
+        headers + f"Content-Length: {200 * 1024}\r\n\r\n".encode(),
+        [b"x" * 1024 for _ in range(200)],
     )
     assert declared.startswith(b"HTTP/1.1 413")
     # streamed (chunked, no length): refused once the body passes the limit
