@@ -127,6 +127,12 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         help="simulator only: wall seconds per simulated second "
         "(default: PROPOSALS_SIMULATOR_TIME_SCALE, 0.02)",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send every call to the provider, even one answered before (answers are still "
+        "stored); cached answers are only ever reused from the same provider endpoint",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -260,7 +266,9 @@ async def _execute(
     if args.time_scale is not None and not settings.provider_configured:
         sim["time_scale"] = args.time_scale
     progress = _Progress(quiet=args.quiet)
-    async with open_services(settings, simulator_overrides=sim, **kw) as services:
+    async with open_services(
+        settings, simulator_overrides=sim, read_cache=not args.no_cache, **kw
+    ) as services:
         if services.simulated:
             print(
                 f"NOTE: no LLM provider configured; using the offline {services.provider}. "

@@ -1,7 +1,9 @@
 """The persistent response cache (and per-call usage log) in PostgreSQL.
 
-A request is identified by the SHA-256 of its canonical JSON: model, messages, the response
-schema and the generation parameters. Delivery details (timeouts, tags) are not part of it.
+A request is identified by the SHA-256 of its canonical JSON: the endpoint that answers it,
+model, messages, the response schema and the generation parameters. Delivery details
+(timeouts, tags) are not part of it. The endpoint is part of it so that an answer is only ever
+reused from the provider that gave it (a simulated answer never reaches a real provider's run).
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ def request_key(
     messages: list[dict[str, Any]],
     schema: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    *,
+    endpoint: str = "",
 ) -> str:
-    """Hex SHA-256 identifying a request; equal requests give equal keys."""
+    """Hex SHA-256 identifying a request to ``endpoint``; equal requests give equal keys."""
     blob = json.dumps(
-        {"model": model, "messages": messages, "schema": schema, "params": params or {}},
+        {
+            "endpoint": endpoint,
+            "model": model,
+            "messages": messages,
+            "schema": schema,
+            "params": params or {},
+        },
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

@@ -153,10 +153,13 @@ class LLMGateway:
         *,
         cache: ResponseCache | None = None,
         log_usage: bool = True,
+        read_cache: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self._cache = cache
+        # False: every call goes to the provider (answers are still stored for later runs).
+        self._read_cache = read_cache
         self._log_usage = log_usage and cache is not None
         self._rng = rng or random.Random()
         pool = config.concurrency_max + config.pool_margin
@@ -402,7 +405,7 @@ class LLMGateway:
         if temperature is not None:
             params["temperature"] = temperature
         params.update(extra or {})
-        key = request_key(model, msgs, response_format, params)
+        key = request_key(model, msgs, response_format, params, endpoint=self.config.endpoint)
         call_id = next(self._ids)
         self._counts["calls"] += 1
         started = time.monotonic()
@@ -478,7 +481,7 @@ class LLMGateway:
         use_cache: bool,
         base: dict[str, Any],
     ) -> LLMResult[Any]:
-        if use_cache and self._cache is not None:
+        if use_cache and self._read_cache and self._cache is not None:
             hit = await self._cache_get(key)
             if hit is not None:
                 cached_parsed = _try_parse(schema, hit.text)
