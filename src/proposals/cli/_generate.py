@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config import Settings
-from ..errors import InputError
+from ..errors import InputError, validation_message
 from ..pipeline import (
     NODES,
     Profile,
@@ -146,6 +149,22 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+# Request fields as the user typed them, for one-line error messages.
+_LABELS = {
+    "brief": "--brief",
+    "countries": "--countries",
+    "profiles": "profiles",
+    "variables": "--var",
+    "themes": "--themes",
+    "proposals_per_pair": "--proposals",
+    "models": "--model",
+    "context_window": "--window",
+    "output_reserve": "--output-reserve",
+    "max_tokens": "--max-tokens",
+    "max_cost_usd": "--max-cost",
+}
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
     try:
         return RunOptions(
@@ -157,8 +176,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
             max_tokens=args.max_tokens,
             max_cost_usd=args.max_cost,
         )
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, _LABELS)) from exc
 
 
 def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> ProposalRequest:
@@ -170,12 +189,60 @@ def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> Propo
             variables=_pairs(args.var, "--var"),
             options=_options(args),
         )
-    except ValueError as exc:
-        raise InputError(f"bad request: {exc}") from exc
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, _LABELS)) from exc
+
+
+def _inline_profile(raw: str) -> Profile:
+    """``--profile 'NAME: DESCRIPTION'`` as a profile, or one line saying what is wrong."""
+    name, _, desc = raw.partition(":")
+    try:
+        return Profile(name=name.strip(), description=desc.strip())
+    except ValidationError as exc:
+        if not name.strip():
+            raise InputError(
+                f"--profile {raw!r}: the profile needs a name before ':', "
+                "e.g. 'young savers: 18-30, smartphone-first'"
+            ) from exc
+        raise InputError(f"--profile {raw!r}: {validation_message(exc)}") from exc
+
+
+def _check_output(path: Path | None, flag: str) -> None:
+    """Fail in one line, before any work, if ``path`` cannot be written as a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: folder {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path}: the file is not writable")
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: cannot create a file in {parent}")
+
+
+def _check_out_dir(path: Path) -> None:
+    """``demo --out-dir``: an existing writable folder, or one to create in an existing one."""
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--out-dir {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"--out-dir {path}: the folder is not writable")
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--out-dir {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out-dir {path}: cannot create a folder in {parent}")
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     request = None
+    _check_output(args.out, "--out")
+    _check_output(args.json_out, "--json")
+    if args.out is not None and args.json_out is not None and args.out == args.json_out:
+        raise InputError("--out and --json name the same file")
     if args.resume and args.rerun:
         raise InputError("give --resume or --rerun, not both")
     if not args.resume and not args.rerun:
@@ -183,10 +250,9 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError("--brief and --countries are required (or --resume / --rerun RUN_ID)")
         profiles: Any = load_profiles(args.profiles) if args.profiles else []
         for raw in args.profile:
-            name, _, desc = raw.partition(":")
             if isinstance(profiles, dict):
                 raise InputError("--profile cannot be mixed with per-country profiles")
-            profiles.append(Profile(name=name.strip(), description=desc.strip()))
+            profiles.append(_inline_profile(raw))
         if not profiles:
             raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
         request = _build_request(args, profiles, args.brief)
@@ -208,6 +274,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from ..embeddings import embedder_from_settings
     from ..ingest import ingest
 
+    _check_out_dir(args.out_dir)
     corpus = args.corpus or _find_corpus()
     profiles_file = corpus.resolve().parent / "profiles.yaml"
     profiles = (
@@ -232,20 +299,27 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if result is None:
         return 1
     out_dir: Path = args.out_dir
+    await asyncio.to_thread(out_dir.mkdir, exist_ok=True)
     await asyncio.to_thread(_write_outputs, result, out_dir / "report.md", out_dir / "result.json")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0 if result.status == "completed" else 1
 
 
 def _write_outputs(result: ProposalResult, report: Path | None, json_out: Path | None) -> None:
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(render_markdown(result), encoding="utf-8")
-        print(f"report: {report.resolve()}")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-        print(f"json:   {json_out.resolve()}")
+    try:
+        if report is not None:
+            report.write_text(render_markdown(result), encoding="utf-8")
+            print(f"report: {report.resolve()}")
+        if json_out is not None:
+            json_out.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+            print(f"json:   {json_out.resolve()}")
+    except OSError as exc:
+        # Checked before the run; this is a folder removed or a disk filled meanwhile.
+        raise InputError(
+            f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}; the result "
+            f"is stored: 'proposals runs {result.run_id}', or rerun with --resume "
+            f"{result.run_id} and another --out"
+        ) from exc
 
 
 def _find_corpus() -> Path:
