@@ -271,6 +271,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ..db import Database
     from ..embeddings import embedder_from_settings
     from ..ingest import ingest
 
@@ -288,14 +289,16 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     request = _build_request(args, profiles, _DEMO_BRIEF)
     started = time.monotonic()
     embedder = embedder_from_settings(settings)
-    print(f"ingesting {corpus} ...", file=sys.stderr)
-    report = await ingest([corpus], settings=settings, embedder=embedder)
-    print(
-        f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
-        f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)",
-        file=sys.stderr,
-    )
-    result = await _execute(request, settings, args, embedder=embedder)
+    # One database for ingest and run: the embedded server is not stopped in between.
+    async with await Database.open(settings) as database:
+        print(f"ingesting {corpus} ...", file=sys.stderr)
+        report = await ingest([corpus], database=database, embedder=embedder)
+        print(
+            f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
+            f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)",
+            file=sys.stderr,
+        )
+        result = await _execute(request, settings, args, embedder=embedder, database=database)
     if result is None:
         return 1
     out_dir: Path = args.out_dir
