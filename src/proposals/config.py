@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     10-Q set (documents answer questions, and longer chunks carry more of their context)."""
     chunk_overlap: int = Field(default=50, ge=0, le=2000)
     """Tokens repeated between consecutive chunks of one section."""
+    max_file_mb: float = Field(default=50.0, gt=0)
+    """Largest file ingest accepts, in MiB; a larger one fails with its size (not read)."""
 
     # --- LLM provider --------------------------------------------------------------------
     openai_api_key: str | None = Field(
