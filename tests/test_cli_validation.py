@@ -86,3 +86,35 @@ def test_demo_out_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --out-dir {a_file}: is a file, not a folder"]
     assert not data.exists()
+
+
+def _many_profiles(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "profiles.yaml"
+    path.write_text(
+        "".join(f"- name: segment {i}\n  description: households of kind {i}\n" for i in range(n)),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_very_large_run_is_refused_with_its_figure_without_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profiles = _many_profiles(tmp_path, 200)
+    argv = ["--brief", "savings", "--countries", "AR", "--profiles", str(profiles)]
+    line = _run(tmp_path, capsys, *argv)
+    assert "7,200 lens items (9 themes x 200 country-profile pairs x 4 lenses)" in line
+    assert "LLM calls" in line and "M tokens" in line and "--yes" in line
+
+
+def test_yes_lets_a_large_run_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: getting as far as the database proves the run was started.
+    monkeypatch.setenv("PROPOSALS_DATABASE_URL", "postgresql://u@127.0.0.1:1/none")
+    profiles = _many_profiles(tmp_path, 200)
+    argv = ["generate", "--brief", "savings", "--countries", "AR", "--profiles", str(profiles)]
+    assert main([*argv, "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "plan: 7,200 lens items" in err and "started with --yes" in err
+    assert "cannot connect to PostgreSQL" in err

@@ -289,3 +289,31 @@ async def test_rerun_retries_failed_items_and_reuses_answered_calls(
     args = build_parser().parse_args(["generate", "--rerun", "nope", "--quiet"])
     with pytest.raises(InputError, match="no run with id"):
         await args.handler(args, corpus_settings)
+
+
+_TITLE_END_WORDS = {"a", "an", "the", "of", "for", "and", "or", "to", "in", "with", "where"}
+
+
+async def test_simulated_report_reads_as_whole_sentences(
+    corpus_settings: Settings, services: Services
+) -> None:
+    """The offline demo's first impression (issue 8, item 8): titles are whole noun phrases,
+    texts are whole sentences, no notice or boilerplate line of the corpus is quoted."""
+    result, _ = await _run(_request(themes=4), corpus_settings, services)
+    titles = [t.title for t in result.themes] + [p.title for p in result.proposals]
+    texts = [t.description for t in result.themes] + [f.text for f in result.findings]
+    for p in result.proposals:
+        texts += [p.summary, p.value_proposition, p.regulatory_notes, p.feasibility]
+        texts += [*p.key_features, *p.risks]
+    for title in titles:
+        words = title.split()
+        assert 2 <= len(words) <= 5 and title[0].isupper(), title
+        assert words[-1].lower() not in _TITLE_END_WORDS, title
+        assert not any(ch in title for ch in "()[]:;"), title
+    for text in texts:
+        assert text[0].isupper() or text[0].isdigit(), text
+        assert text.rstrip()[-1] in ".!?", text
+        assert text.count("(") == text.count(")"), text
+    report = render_markdown(result)
+    for notice in ("FICTIONAL", "invented", "sample corpus"):
+        assert notice not in report.split("\n", 2)[-1], notice

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     simulator_time_scale: float = Field(default=0.02, gt=0, le=10)
     """Wall seconds per simulated second for that simulator: 0.02 plays a provider's latency
     and rate-limit minute 50x faster (1.0 = real time)."""
+    confirm_lens_items: int = Field(default=2000, ge=1)
+    """A ``generate`` above this many lens items (themes x country-profile pairs x 4) asks
+    first, or needs ``--yes`` (the reference run has 720)."""
     prompts_dir: Path | None = None
     """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
 

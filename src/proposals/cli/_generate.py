@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..errors import InputError, validation_message
 from ..pipeline import (
+    LENSES,
     NODES,
     Profile,
     ProposalRequest,
@@ -72,6 +73,11 @@ def register(subparsers: Any) -> None:
     g.add_argument("--out", type=Path, help="write the Markdown report here")
     g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
     g.add_argument("--resume", metavar="RUN_ID", help="continue an unfinished run instead")
+    g.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a run larger than PROPOSALS_CONFIRM_LENS_ITEMS without asking",
+    )
     g.add_argument(
         "--rerun",
         metavar="RUN_ID",
@@ -207,6 +213,41 @@ def _inline_profile(raw: str) -> Profile:
         raise InputError(f"--profile {raw!r}: {validation_message(exc)}") from exc
 
 
+# Calls and tokens per lens item in the reference-shaped run (bench/full_scale.py: 720 lens
+# items, 265 calls, ~1.02M tokens); a rough guide to what a run will take, said before it starts.
+_CALLS_PER_ITEM = 265 / 720
+_TOKENS_PER_ITEM = 1_022_000 / 720
+
+
+def _check_scale(request: ProposalRequest, settings: Settings, *, yes: bool) -> None:
+    """Say what the run will take; above the threshold, ask (or refuse without --yes)."""
+    pairs = len(request.pairs())
+    themes = request.options.themes
+    items = themes * pairs * len(LENSES)
+    calls = max(1, round(items * _CALLS_PER_ITEM))
+    tokens = items * _TOKENS_PER_ITEM
+    figure = (
+        f"{items:,} lens items ({themes} themes x {pairs} country-profile pairs x "
+        f"{len(LENSES)} lenses): about {calls:,} LLM calls and {tokens / 1e6:.1f}M tokens"
+    )
+    limit = settings.confirm_lens_items
+    if items <= limit:
+        print(f"plan: {figure}", file=sys.stderr)
+        return
+    if yes:
+        print(f"plan: {figure} (above {limit:,}, started with --yes)", file=sys.stderr)
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        answer = input(f"plan: {figure}, above the usual {limit:,}. Start it? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise InputError("not started")
+    raise InputError(
+        f"this run would be {figure}, above PROPOSALS_CONFIRM_LENS_ITEMS={limit:,}; "
+        "add --yes to start it, or fewer profiles, countries or --themes"
+    )
+
+
 def _check_output(path: Path | None, flag: str) -> None:
     """Fail in one line, before any work, if ``path`` cannot be written as a file."""
     if path is None:
@@ -256,6 +297,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
         if not profiles:
             raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
         request = _build_request(args, profiles, args.brief)
+        _check_scale(request, settings, yes=args.yes)
     if args.server:
         from ._remote import generate_remote
 
