@@ -317,3 +317,22 @@ async def test_simulated_report_reads_as_whole_sentences(
     report = render_markdown(result)
     for notice in ("FICTIONAL", "invented", "sample corpus"):
         assert notice not in report.split("\n", 2)[-1], notice
+
+
+async def test_a_country_without_documents_of_its_own_is_warned_about(
+    corpus_settings: Settings, services: Services
+) -> None:
+    """Issue 8, item 5: PE has no document in the sample corpus, only global ones apply."""
+    request = ProposalRequest(
+        brief="savings products for households",
+        countries=["AR", "PE"],
+        profiles=PROFILES[:1],
+        options=RunOptions(themes=1, proposals_per_pair=1),
+    )
+    result, events = await _run(request, corpus_settings, services)
+    expected = "retrieve: no documents of PE's own matched"
+    assert any(w.startswith(expected) for w in result.warnings)
+    assert not any("AR's own" in w for w in result.warnings)
+    kinds = [e.kind for e in events if e.type == "warning"]  # type: ignore[attr-defined]
+    assert "no_country_documents" in kinds
+    assert expected in render_markdown(result)
