@@ -197,6 +197,9 @@ async def _invoke(
             worker_id=lease.holder,
             attempt=lease.attempt,
         )
+        # An endpoint nobody listens at fails the run now, with its URL, rather than
+        # after every call has spent its retries.
+        await services.gateway.check_connection()
         graph_input: PipelineState | None = None if resumed else {}
         state = await graph.ainvoke(graph_input, config, context=context)
         return _result(record.id, request, state, services, emitter, started)
