@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["data_dir"] = args.data_dir
         settings = Settings(**overrides)
         handler: Handler = args.handler
-        return asyncio.run(handler(args, settings))
+        return _run_interruptible(handler(args, settings))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,6 +126,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _run_interruptible(command: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine. The first Ctrl-C cancels it: its own cleanup runs (a run is
+    recorded as interrupted, in-flight calls are cancelled) and it exits 130; a second Ctrl-C
+    exits at once. Worker threads still busy (a file being embedded) are not waited for."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(command)
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            print("interrupted again: exiting now", file=sys.stderr, flush=True)
+            os._exit(130)
+        print("interrupted: stopping (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+        task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)  # main thread, Unix: else default
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if not interrupts:
+            raise
+        return 130
+    finally:
+        _close_loop(loop, wait_for_threads=not interrupts)
+        if interrupts:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if any(t.is_alive() and not t.daemon for t in _other_threads()):
+                os._exit(130)  # a thread cannot be cancelled; its work is not half-stored
+
+
+def _other_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is not threading.main_thread()]
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, *, wait_for_threads: bool) -> None:
+    """What ``asyncio.run`` does on exit, without waiting for busy threads when asked."""
+    try:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        if wait_for_threads:
+            loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

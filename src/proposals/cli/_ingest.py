@@ -117,7 +117,10 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     )
     task = bar.add_task("", total=None)
 
+    seen = {"done": 0, "total": len(files)}
+
     def on_progress(event: IngestProgress) -> None:
+        seen["done"] = event.done
         name = event.path.rsplit("/", 1)[-1]
         bar.update(
             task, completed=event.done, total=event.total, description=f"{event.status} {name}"
@@ -131,21 +134,31 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                 flush=True,
             )
 
-    async with await Database.open(settings) as db:
-        with bar:
-            report = await ingest(
-                args.paths,
-                database=db,
-                embedder=embedder_from_settings(settings),
-                country=args.country,
-                doc_type=args.doc_type,
-                prune=args.prune,
-                reset_index=args.reset_index,
-                chunk_tokens=settings.chunk_tokens,
-                chunk_overlap=settings.chunk_overlap,
-                max_file_mb=settings.max_file_mb,
-                progress=on_progress,
-            )
+    try:
+        async with await Database.open(settings) as db:
+            with bar:
+                report = await ingest(
+                    args.paths,
+                    database=db,
+                    embedder=embedder_from_settings(settings),
+                    country=args.country,
+                    doc_type=args.doc_type,
+                    prune=args.prune,
+                    reset_index=args.reset_index,
+                    chunk_tokens=settings.chunk_tokens,
+                    chunk_overlap=settings.chunk_overlap,
+                    max_file_mb=settings.max_file_mb,
+                    progress=on_progress,
+                )
+    except asyncio.CancelledError:
+        # Each file is stored in one transaction: the ones done are complete, the rest not begun.
+        print(
+            f"ingest interrupted after {seen['done']} of {seen['total']} files; run the same "
+            "command again to continue (files already stored are skipped as unchanged)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
