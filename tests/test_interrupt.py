@@ -11,7 +11,18 @@ from pathlib import Path
 
 import psycopg
 
-WORDS = "household savings agents remittances insurance rural urban credit mobile wallet".split()
+WORDS = [
+    "household",
+    "savings",
+    "agents",
+    "remittances",
+    "insurance",
+    "rural",
+    "urban",
+    "credit",
+    "mobile",
+    "wallet",
+]
 
 
 def _corpus(folder: Path, files: int) -> Path:
