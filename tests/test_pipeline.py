@@ -101,7 +101,7 @@ async def test_tiny_window_batches_and_tree_reduces(
 ) -> None:
     # The pipeline packs for 8k while the server only accepts 7k: packing, the split on the
     # server's overflow answer and the synthesis tree reduce all have to work.
-    request = _request(context_window=8192, output_reserve=2800, proposals_per_pair=2)
+    request = _request(context_window=8192, output_reserve=3600, proposals_per_pair=2)
     request = request.model_copy(update={"countries": ["AR"]})
     async with open_services(
         corpus_settings, embedder=embedder, simulator_overrides={"context_window": 7000}
