@@ -53,7 +53,8 @@ def test_unreachable_provider_fails_the_run_with_its_url(
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert f"failed: cannot connect to {url}: connection refused" in err.splitlines()
+    reason = f"failed: cannot connect to {url}: connection refused"
+    assert [line for line in err.splitlines() if "failed" in line][-1].endswith(reason), err
     assert "Traceback" not in err and "RetriesExhausted" not in err
     assert main([*argv, "runs", "--json"]) == 0
     [run] = json.loads(capsys.readouterr().out)
