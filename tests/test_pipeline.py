@@ -227,6 +227,42 @@ async def test_interrupted_run_resumes_from_checkpoint(
     assert _signature(result) == _signature(reference)
 
 
+async def test_resume_counts_calls_whose_events_were_lost(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    """Issue 8, item 7: a holder killed right after calls were answered (and cached) but
+    before their events were stored; the resumed run still counts them, from the usage log."""
+    from proposals.runs import resume
+
+    async with open_services(corpus_settings, embedder=embedder) as svc:
+        result, events = await _run(_request(themes=2), corpus_settings, svc)
+        answered = [e for e in events if isinstance(e, CallEvent) and e.phase == "finished"]
+        lost_from = answered[-3].seq
+        kept = [e for e in events if e.seq < lost_from][-1]
+        async with svc.database.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM run_events WHERE run_id = %s AND seq >= %s", (result.run_id, lost_from)
+            )
+            # As the killed holder left it: running, its lease run out, events up to the cut.
+            await conn.execute(
+                "UPDATE runs SET status = 'running', lease_until = now() - interval '1 second',"
+                " finished_at = NULL, result = NULL, last_seq = %s, usage = %s::jsonb"
+                " WHERE id = %s",
+                (lost_from - 1, kept.usage.model_dump_json(), result.run_id),
+            )
+    async with (
+        open_services(corpus_settings, embedder=embedder) as svc,
+        resume(result.run_id, corpus_settings, services=svc) as run,
+    ):
+        async for _ in run.events():
+            pass
+        resumed = await run.result()
+    assert kept.usage.calls < result.usage.calls
+    assert resumed.usage.calls == result.usage.calls
+    assert resumed.usage.prompt_tokens == result.usage.prompt_tokens
+    assert resumed.usage.cost_usd == pytest.approx(result.usage.cost_usd)
+
+
 async def test_runs_command_lists_runs_and_replays_events(
     corpus_settings: Settings, services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:

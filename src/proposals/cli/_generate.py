@@ -410,13 +410,27 @@ async def _execute(
             else:
                 assert request is not None
                 record = await manager.submit(request, run_here=True)
-            print(f"run id: {record.id}", file=sys.stderr)
+            print(f"run id: {record.id}", file=sys.stderr, flush=True)
             finished: RunFinished | None = None
-            with progress:
-                async for event in manager.subscribe(record.id, after=after):
-                    progress.update(event)
-                    if isinstance(event, RunFinished):
-                        finished = event
+            try:
+                with progress:
+                    async for event in manager.subscribe(record.id, after=after):
+                        progress.update(event)
+                        if isinstance(event, RunFinished):
+                            finished = event
+            except asyncio.CancelledError:
+                # Ctrl-C: end the run here as interrupted (its in-flight calls are cancelled)
+                # rather than leave it to the queue, and say how to continue it.
+                in_flight = progress.in_flight
+                await manager.interrupt(record.id)
+                print(
+                    f"interrupted: run {record.id} stopped after {progress.calls_done} calls, "
+                    f"{in_flight} in flight cancelled; continue it with: "
+                    f"proposals generate --resume {record.id}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raise
     assert finished is not None
     if finished.result is None:
         print(
@@ -457,6 +471,7 @@ class _Progress:
         self.tokens: dict[str, int] = defaultdict(int)
         self.finished: set[str] = set()
         self.in_flight = 0
+        self.calls_done = 0
         self.last: RunEvent | None = None
         self.started = time.monotonic()
         self._live: Any = None
@@ -498,6 +513,7 @@ class _Progress:
             if event.phase == "started":
                 self.calls[node] += 1
             elif event.phase == "finished":
+                self.calls_done += 1
                 self.tokens[node] += event.prompt_tokens + event.completion_tokens
         elif isinstance(event, WarningEvent) and event.kind == "budget":
             self._line(f"warning: {event.message}")

@@ -55,7 +55,10 @@ RunStatus = Literal[
     "stopped_budget",
     "cancelled",
     "failed",
+    "interrupted",
 ]
+"""``interrupted``: stopped by Ctrl-C in the process that ran it; resumable like ``cancelled``
+(``proposals runs`` also shows a run whose holder died as interrupted until it is resumed)."""
 
 
 class _Frozen(BaseModel):
