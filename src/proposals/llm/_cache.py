@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ..errors import DatabaseError
-from ._usage import CallTags, Usage
+from ._usage import CallTags, Usage, UsageTotals
 
 if TYPE_CHECKING:
     from ..db import Database
@@ -122,3 +122,28 @@ class ResponseCache:
                 )
         except psycopg.Error as exc:
             raise DatabaseError(f"LLM usage log write failed: {exc}") from exc
+
+    async def run_usage(self, run_id: str) -> UsageTotals:
+        """Provider usage of one run as logged, cache hits counted apart. The log row of a
+        call is written with its answer, so it survives a process killed right after."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE NOT cached), count(*) FILTER (WHERE cached), "
+                    "coalesce(sum(prompt_tokens) FILTER (WHERE NOT cached), 0), "
+                    "coalesce(sum(completion_tokens) FILTER (WHERE NOT cached), 0), "
+                    "coalesce(sum(cost_usd) FILTER (WHERE NOT cached), 0) "
+                    "FROM llm_usage WHERE run_id = %s",
+                    (run_id,),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(f"LLM usage query failed: {exc}") from exc
+        assert row is not None
+        return UsageTotals(
+            calls=row[0],
+            cached_calls=row[1],
+            prompt_tokens=row[2],
+            completion_tokens=row[3],
+            cost_usd=float(row[4]),
+        )
