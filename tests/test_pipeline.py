@@ -101,7 +101,7 @@ async def test_tiny_window_batches_and_tree_reduces(
 ) -> None:
     # The pipeline packs for 8k while the server only accepts 7k: packing, the split on the
     # server's overflow answer and the synthesis tree reduce all have to work.
-    request = _request(context_window=8192, output_reserve=2800, proposals_per_pair=2)
+    request = _request(context_window=8192, output_reserve=3600, proposals_per_pair=2)
     request = request.model_copy(update={"countries": ["AR"]})
     async with open_services(
         corpus_settings, embedder=embedder, simulator_overrides={"context_window": 7000}
@@ -227,6 +227,42 @@ async def test_interrupted_run_resumes_from_checkpoint(
     assert _signature(result) == _signature(reference)
 
 
+async def test_resume_counts_calls_whose_events_were_lost(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    """Issue 8, item 7: a holder killed right after calls were answered (and cached) but
+    before their events were stored; the resumed run still counts them, from the usage log."""
+    from proposals.runs import resume
+
+    async with open_services(corpus_settings, embedder=embedder) as svc:
+        result, events = await _run(_request(themes=2), corpus_settings, svc)
+        answered = [e for e in events if isinstance(e, CallEvent) and e.phase == "finished"]
+        lost_from = answered[-3].seq
+        kept = [e for e in events if e.seq < lost_from][-1]
+        async with svc.database.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM run_events WHERE run_id = %s AND seq >= %s", (result.run_id, lost_from)
+            )
+            # As the killed holder left it: running, its lease run out, events up to the cut.
+            await conn.execute(
+                "UPDATE runs SET status = 'running', lease_until = now() - interval '1 second',"
+                " finished_at = NULL, result = NULL, last_seq = %s, usage = %s::jsonb"
+                " WHERE id = %s",
+                (lost_from - 1, kept.usage.model_dump_json(), result.run_id),
+            )
+    async with (
+        open_services(corpus_settings, embedder=embedder) as svc,
+        resume(result.run_id, corpus_settings, services=svc) as run,
+    ):
+        async for _ in run.events():
+            pass
+        resumed = await run.result()
+    assert kept.usage.calls < result.usage.calls
+    assert resumed.usage.calls == result.usage.calls
+    assert resumed.usage.prompt_tokens == result.usage.prompt_tokens
+    assert resumed.usage.cost_usd == pytest.approx(result.usage.cost_usd)
+
+
 async def test_runs_command_lists_runs_and_replays_events(
     corpus_settings: Settings, services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -289,3 +325,50 @@ async def test_rerun_retries_failed_items_and_reuses_answered_calls(
     args = build_parser().parse_args(["generate", "--rerun", "nope", "--quiet"])
     with pytest.raises(InputError, match="no run with id"):
         await args.handler(args, corpus_settings)
+
+
+_TITLE_END_WORDS = {"a", "an", "the", "of", "for", "and", "or", "to", "in", "with", "where"}
+
+
+async def test_simulated_report_reads_as_whole_sentences(
+    corpus_settings: Settings, services: Services
+) -> None:
+    """The offline demo's first impression (issue 8, item 8): titles are whole noun phrases,
+    texts are whole sentences, no notice or boilerplate line of the corpus is quoted."""
+    result, _ = await _run(_request(themes=4), corpus_settings, services)
+    titles = [t.title for t in result.themes] + [p.title for p in result.proposals]
+    texts = [t.description for t in result.themes] + [f.text for f in result.findings]
+    for p in result.proposals:
+        texts += [p.summary, p.value_proposition, p.regulatory_notes, p.feasibility]
+        texts += [*p.key_features, *p.risks]
+    for title in titles:
+        words = title.split()
+        assert 2 <= len(words) <= 5 and title[0].isupper(), title
+        assert words[-1].lower() not in _TITLE_END_WORDS, title
+        assert not any(ch in title for ch in "()[]:;"), title
+    for text in texts:
+        assert text[0].isupper() or text[0].isdigit(), text
+        assert text.rstrip()[-1] in ".!?", text
+        assert text.count("(") == text.count(")"), text
+    report = render_markdown(result)
+    for notice in ("FICTIONAL", "invented", "sample corpus"):
+        assert notice not in report.split("\n", 2)[-1], notice
+
+
+async def test_a_country_without_documents_of_its_own_is_warned_about(
+    corpus_settings: Settings, services: Services
+) -> None:
+    """Issue 8, item 5: PE has no document in the sample corpus, only global ones apply."""
+    request = ProposalRequest(
+        brief="savings products for households",
+        countries=["AR", "PE"],
+        profiles=PROFILES[:1],
+        options=RunOptions(themes=1, proposals_per_pair=1),
+    )
+    result, events = await _run(request, corpus_settings, services)
+    expected = "retrieve: no documents of PE's own matched"
+    assert any(w.startswith(expected) for w in result.warnings)
+    assert not any("AR's own" in w for w in result.warnings)
+    kinds = [e.kind for e in events if e.type == "warning"]  # type: ignore[attr-defined]
+    assert "no_country_documents" in kinds
+    assert expected in render_markdown(result)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     10-Q set (documents answer questions, and longer chunks carry more of their context)."""
     chunk_overlap: int = Field(default=50, ge=0, le=2000)
     """Tokens repeated between consecutive chunks of one section."""
+    max_file_mb: float = Field(default=50.0, gt=0)
+    """Largest file ingest accepts, in MiB; a larger one fails with its size (not read)."""
 
     # --- LLM provider --------------------------------------------------------------------
     openai_api_key: str | None = Field(
@@ -115,6 +117,9 @@ class Settings(BaseSettings):
     simulator_time_scale: float = Field(default=0.02, gt=0, le=10)
     """Wall seconds per simulated second for that simulator: 0.02 plays a provider's latency
     and rate-limit minute 50x faster (1.0 = real time)."""
+    confirm_lens_items: int = Field(default=2000, ge=1)
+    """A ``generate`` above this many lens items (themes x country-profile pairs x 4) asks
+    first, or needs ``--yes`` (the reference run has 720)."""
     prompts_dir: Path | None = None
     """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
 

@@ -20,6 +20,9 @@ HTTP status codes live only in the server, exit codes only in the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "BudgetExceeded",
     "ConfigError",
@@ -32,6 +35,7 @@ __all__ = [
     "ProviderError",
     "RuntimeFailure",
     "UserError",
+    "validation_message",
 ]
 
 
@@ -82,3 +86,22 @@ class ProviderError(RuntimeFailure):
 
 class BudgetExceeded(RuntimeFailure):
     """A configured token or cost budget was reached; work stops cleanly."""
+
+
+def validation_message(exc: Any, labels: Mapping[str, str] | None = None) -> str:
+    """One line from a pydantic ``ValidationError``: each problem as ``field: reason``.
+
+    ``labels`` renames fields for the user (``{"options.themes": "--themes"}``); a field not
+    named there is shown as its dotted path. Pydantic's "Value error, " prefix is dropped.
+    """
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        name = (labels or {}).get(loc) or (labels or {}).get(loc.rsplit(".", 1)[-1]) or loc
+        msg = str(error.get("msg", "invalid"))
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if error.get("type") == "missing":
+            msg = "is required"
+        parts.append(f"{name}: {msg}" if name else msg)
+    return "; ".join(dict.fromkeys(parts)) or str(exc).splitlines()[0]

@@ -18,7 +18,12 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` command and its ``retrieval`` sub-command."""
-    e = subparsers.add_parser("eval", help="measure quality on labelled data")
+    e = subparsers.add_parser(
+        "eval",
+        help="measure quality on labelled data",
+        description="Measure quality on labelled data: 'eval retrieval QUESTIONS_FILE' asks "
+        "labelled questions in each search mode and prints recall, precision, MRR and nDCG.",
+    )
     what = e.add_subparsers(dest="what", metavar="WHAT")
     what.required = True
     r = what.add_parser(

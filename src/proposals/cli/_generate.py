@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config import Settings
-from ..errors import InputError
+from ..errors import InputError, validation_message
 from ..pipeline import (
+    LENSES,
     NODES,
     Profile,
     ProposalRequest,
@@ -69,6 +73,11 @@ def register(subparsers: Any) -> None:
     g.add_argument("--out", type=Path, help="write the Markdown report here")
     g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
     g.add_argument("--resume", metavar="RUN_ID", help="continue an unfinished run instead")
+    g.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a run larger than PROPOSALS_CONFIRM_LENS_ITEMS without asking",
+    )
     g.add_argument(
         "--rerun",
         metavar="RUN_ID",
@@ -127,6 +136,12 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         help="simulator only: wall seconds per simulated second "
         "(default: PROPOSALS_SIMULATOR_TIME_SCALE, 0.02)",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send every call to the provider, even one answered before (answers are still "
+        "stored); cached answers are only ever reused from the same provider endpoint",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -140,6 +155,22 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+# Request fields as the user typed them, for one-line error messages.
+_LABELS = {
+    "brief": "--brief",
+    "countries": "--countries",
+    "profiles": "profiles",
+    "variables": "--var",
+    "themes": "--themes",
+    "proposals_per_pair": "--proposals",
+    "models": "--model",
+    "context_window": "--window",
+    "output_reserve": "--output-reserve",
+    "max_tokens": "--max-tokens",
+    "max_cost_usd": "--max-cost",
+}
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
     try:
         return RunOptions(
@@ -151,8 +182,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
             max_tokens=args.max_tokens,
             max_cost_usd=args.max_cost,
         )
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, _LABELS)) from exc
 
 
 def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> ProposalRequest:
@@ -164,12 +195,95 @@ def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> Propo
             variables=_pairs(args.var, "--var"),
             options=_options(args),
         )
-    except ValueError as exc:
-        raise InputError(f"bad request: {exc}") from exc
+    except ValidationError as exc:
+        raise InputError(validation_message(exc, _LABELS)) from exc
+
+
+def _inline_profile(raw: str) -> Profile:
+    """``--profile 'NAME: DESCRIPTION'`` as a profile, or one line saying what is wrong."""
+    name, _, desc = raw.partition(":")
+    try:
+        return Profile(name=name.strip(), description=desc.strip())
+    except ValidationError as exc:
+        if not name.strip():
+            raise InputError(
+                f"--profile {raw!r}: the profile needs a name before ':', "
+                "e.g. 'young savers: 18-30, smartphone-first'"
+            ) from exc
+        raise InputError(f"--profile {raw!r}: {validation_message(exc)}") from exc
+
+
+# Calls and tokens per lens item in the reference-shaped run (bench/full_scale.py: 720 lens
+# items, 265 calls, ~1.02M tokens); a rough guide to what a run will take, said before it starts.
+_CALLS_PER_ITEM = 265 / 720
+_TOKENS_PER_ITEM = 1_022_000 / 720
+
+
+def _check_scale(request: ProposalRequest, settings: Settings, *, yes: bool) -> None:
+    """Say what the run will take; above the threshold, ask (or refuse without --yes)."""
+    pairs = len(request.pairs())
+    themes = request.options.themes
+    items = themes * pairs * len(LENSES)
+    calls = max(1, round(items * _CALLS_PER_ITEM))
+    tokens = items * _TOKENS_PER_ITEM
+    figure = (
+        f"{items:,} lens items ({themes} themes x {pairs} country-profile pairs x "
+        f"{len(LENSES)} lenses): about {calls:,} LLM calls and {tokens / 1e6:.1f}M tokens"
+    )
+    limit = settings.confirm_lens_items
+    if items <= limit:
+        print(f"plan: {figure}", file=sys.stderr)
+        return
+    if yes:
+        print(f"plan: {figure} (above {limit:,}, started with --yes)", file=sys.stderr)
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        answer = input(f"plan: {figure}, above the usual {limit:,}. Start it? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise InputError("not started")
+    raise InputError(
+        f"this run would be {figure}, above PROPOSALS_CONFIRM_LENS_ITEMS={limit:,}; "
+        "add --yes to start it, or fewer profiles, countries or --themes"
+    )
+
+
+def _check_output(path: Path | None, flag: str) -> None:
+    """Fail in one line, before any work, if ``path`` cannot be written as a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: folder {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path}: the file is not writable")
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: cannot create a file in {parent}")
+
+
+def _check_out_dir(path: Path) -> None:
+    """``demo --out-dir``: an existing writable folder, or one to create in an existing one."""
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--out-dir {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"--out-dir {path}: the folder is not writable")
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--out-dir {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out-dir {path}: cannot create a folder in {parent}")
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     request = None
+    _check_output(args.out, "--out")
+    _check_output(args.json_out, "--json")
+    if args.out is not None and args.json_out is not None and args.out == args.json_out:
+        raise InputError("--out and --json name the same file")
     if args.resume and args.rerun:
         raise InputError("give --resume or --rerun, not both")
     if not args.resume and not args.rerun:
@@ -177,13 +291,13 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError("--brief and --countries are required (or --resume / --rerun RUN_ID)")
         profiles: Any = load_profiles(args.profiles) if args.profiles else []
         for raw in args.profile:
-            name, _, desc = raw.partition(":")
             if isinstance(profiles, dict):
                 raise InputError("--profile cannot be mixed with per-country profiles")
-            profiles.append(Profile(name=name.strip(), description=desc.strip()))
+            profiles.append(_inline_profile(raw))
         if not profiles:
             raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
         request = _build_request(args, profiles, args.brief)
+        _check_scale(request, settings, yes=args.yes)
     if args.server:
         from ._remote import generate_remote
 
@@ -199,9 +313,11 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ..db import Database
     from ..embeddings import embedder_from_settings
     from ..ingest import ingest
 
+    _check_out_dir(args.out_dir)
     corpus = args.corpus or _find_corpus()
     profiles_file = corpus.resolve().parent / "profiles.yaml"
     profiles = (
@@ -215,31 +331,40 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     request = _build_request(args, profiles, _DEMO_BRIEF)
     started = time.monotonic()
     embedder = embedder_from_settings(settings)
-    print(f"ingesting {corpus} ...", file=sys.stderr)
-    report = await ingest([corpus], settings=settings, embedder=embedder)
-    print(
-        f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
-        f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)",
-        file=sys.stderr,
-    )
-    result = await _execute(request, settings, args, embedder=embedder)
+    # One database for ingest and run: the embedded server is not stopped in between.
+    async with await Database.open(settings) as database:
+        print(f"ingesting {corpus} ...", file=sys.stderr)
+        report = await ingest([corpus], database=database, embedder=embedder)
+        print(
+            f"corpus: {len(report.added)} added, {len(report.unchanged)} unchanged, "
+            f"{len(report.failed)} failed ({time.monotonic() - started:.1f} s)",
+            file=sys.stderr,
+        )
+        result = await _execute(request, settings, args, embedder=embedder, database=database)
     if result is None:
         return 1
     out_dir: Path = args.out_dir
+    await asyncio.to_thread(out_dir.mkdir, exist_ok=True)
     await asyncio.to_thread(_write_outputs, result, out_dir / "report.md", out_dir / "result.json")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0 if result.status == "completed" else 1
 
 
 def _write_outputs(result: ProposalResult, report: Path | None, json_out: Path | None) -> None:
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(render_markdown(result), encoding="utf-8")
-        print(f"report: {report.resolve()}")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-        print(f"json:   {json_out.resolve()}")
+    try:
+        if report is not None:
+            report.write_text(render_markdown(result), encoding="utf-8")
+            print(f"report: {report.resolve()}")
+        if json_out is not None:
+            json_out.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+            print(f"json:   {json_out.resolve()}")
+    except OSError as exc:
+        # Checked before the run; this is a folder removed or a disk filled meanwhile.
+        raise InputError(
+            f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}; the result "
+            f"is stored: 'proposals runs {result.run_id}', or rerun with --resume "
+            f"{result.run_id} and another --out"
+        ) from exc
 
 
 def _find_corpus() -> Path:
@@ -260,7 +385,9 @@ async def _execute(
     if args.time_scale is not None and not settings.provider_configured:
         sim["time_scale"] = args.time_scale
     progress = _Progress(quiet=args.quiet)
-    async with open_services(settings, simulator_overrides=sim, **kw) as services:
+    async with open_services(
+        settings, simulator_overrides=sim, read_cache=not args.no_cache, **kw
+    ) as services:
         if services.simulated:
             print(
                 f"NOTE: no LLM provider configured; using the offline {services.provider}. "
@@ -283,13 +410,27 @@ async def _execute(
             else:
                 assert request is not None
                 record = await manager.submit(request, run_here=True)
-            print(f"run id: {record.id}", file=sys.stderr)
+            print(f"run id: {record.id}", file=sys.stderr, flush=True)
             finished: RunFinished | None = None
-            with progress:
-                async for event in manager.subscribe(record.id, after=after):
-                    progress.update(event)
-                    if isinstance(event, RunFinished):
-                        finished = event
+            try:
+                with progress:
+                    async for event in manager.subscribe(record.id, after=after):
+                        progress.update(event)
+                        if isinstance(event, RunFinished):
+                            finished = event
+            except asyncio.CancelledError:
+                # Ctrl-C: end the run here as interrupted (its in-flight calls are cancelled)
+                # rather than leave it to the queue, and say how to continue it.
+                in_flight = progress.in_flight
+                await manager.interrupt(record.id)
+                print(
+                    f"interrupted: run {record.id} stopped after {progress.calls_done} calls, "
+                    f"{in_flight} in flight cancelled; continue it with: "
+                    f"proposals generate --resume {record.id}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                raise
     assert finished is not None
     if finished.result is None:
         print(
@@ -330,6 +471,7 @@ class _Progress:
         self.tokens: dict[str, int] = defaultdict(int)
         self.finished: set[str] = set()
         self.in_flight = 0
+        self.calls_done = 0
         self.last: RunEvent | None = None
         self.started = time.monotonic()
         self._live: Any = None
@@ -371,6 +513,7 @@ class _Progress:
             if event.phase == "started":
                 self.calls[node] += 1
             elif event.phase == "finished":
+                self.calls_done += 1
                 self.tokens[node] += event.prompt_tokens + event.completion_tokens
         elif isinstance(event, WarningEvent) and event.kind == "budget":
             self._line(f"warning: {event.message}")

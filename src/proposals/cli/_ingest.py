@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..db import Database
-from ..embeddings import embedder_from_settings
-from ..ingest import DOC_TYPES, IngestProgress, ingest
-from ..store import Store
+from ..errors import InputError
+from ..vocabulary import DOC_TYPES
+
+# The heavy modules (database, embedder, loaders) are imported by each command when it runs.
 
 __all__ = ["register"]
 
@@ -46,7 +48,13 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(handler=_ingest)
 
-    s = subparsers.add_parser("search", help="search the corpus (hybrid: vectors + full text)")
+    s = subparsers.add_parser(
+        "search",
+        help="search the corpus (hybrid: vectors + full text)",
+        description="Hybrid search of the ingested corpus: vector similarity and full text, "
+        "fused by rank. Each hit is printed with its citation (title, path, page or section, "
+        "chunk id). --country gives that country's documents plus the global ones.",
+    )
     s.add_argument("query")
     s.add_argument("--country", help="this country's documents plus the global ones")
     s.add_argument(
@@ -61,7 +69,12 @@ def register(subparsers: Any) -> None:
     s.add_argument("--json", action="store_true", help="print hits as JSON")
     s.set_defaults(handler=_search)
 
-    d = subparsers.add_parser("docs", help="list ingested documents with their chunk counts")
+    d = subparsers.add_parser(
+        "docs",
+        help="list ingested documents with their chunk counts",
+        description="The ingested documents: id, country, type, chunk count, title and path, "
+        "and the embedding model of the index.",
+    )
     d.add_argument("--json", action="store_true", help="print as JSON")
     d.set_defaults(handler=_docs)
 
@@ -73,6 +86,22 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         return await ingest_remote(args, settings)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..db import Database
+    from ..embeddings import embedder_from_settings
+    from ..ingest import SUPPORTED_SUFFIXES, IngestProgress, ingest, source_files
+
+    files, missing, ignored = await asyncio.to_thread(source_files, args.paths)
+    if not files and not missing and not args.prune and not args.reset_index:
+        where = ", ".join(args.paths)
+        if not ignored:
+            raise InputError(f"nothing to ingest: no files found in {where}")
+        listed = "; ".join(f"{Path(i.path).name} ({i.reason})" for i in ignored[:10])
+        more = f"; and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        raise InputError(
+            f"nothing to ingest in {where}: {len(ignored)} file(s) skipped: {listed}{more}. "
+            f"Supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        )
 
     console = Console(stderr=True)
     show_bar = not args.json and console.is_terminal
@@ -88,26 +117,48 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     )
     task = bar.add_task("", total=None)
 
+    seen = {"done": 0, "total": len(files)}
+
     def on_progress(event: IngestProgress) -> None:
+        seen["done"] = event.done
         name = event.path.rsplit("/", 1)[-1]
         bar.update(
             task, completed=event.done, total=event.total, description=f"{event.status} {name}"
         )
-
-    async with await Database.open(settings) as db:
-        with bar:
-            report = await ingest(
-                args.paths,
-                database=db,
-                embedder=embedder_from_settings(settings),
-                country=args.country,
-                doc_type=args.doc_type,
-                prune=args.prune,
-                reset_index=args.reset_index,
-                chunk_tokens=settings.chunk_tokens,
-                chunk_overlap=settings.chunk_overlap,
-                progress=on_progress,
+        if not show_bar and not args.json:
+            # Not a terminal (a log, a pipe, CI): one plain line per file.
+            chunks = f", {event.chunks} chunks" if event.chunks else ""
+            print(
+                f"ingest [{event.done}/{event.total}] {event.status} {event.path}{chunks}",
+                file=sys.stderr,
+                flush=True,
             )
+
+    try:
+        async with await Database.open(settings) as db:
+            with bar:
+                report = await ingest(
+                    args.paths,
+                    database=db,
+                    embedder=embedder_from_settings(settings),
+                    country=args.country,
+                    doc_type=args.doc_type,
+                    prune=args.prune,
+                    reset_index=args.reset_index,
+                    chunk_tokens=settings.chunk_tokens,
+                    chunk_overlap=settings.chunk_overlap,
+                    max_file_mb=settings.max_file_mb,
+                    progress=on_progress,
+                )
+    except asyncio.CancelledError:
+        # Each file is stored in one transaction: the ones done are complete, the rest not begun.
+        print(
+            f"ingest interrupted after {seen['done']} of {seen['total']} files; run the same "
+            "command again to continue (files already stored are skipped as unchanged)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -124,6 +175,10 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _search(args: argparse.Namespace, settings: Settings) -> int:
+    from ..db import Database
+    from ..embeddings import embedder_from_settings
+    from ..store import Store
+
     async with await Database.open(settings) as db:
         store = Store(db, embedder_from_settings(settings))
         hits = await store.search(
@@ -142,6 +197,9 @@ async def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _docs(args: argparse.Namespace, settings: Settings) -> int:
+    from ..db import Database
+    from ..store import Store
+
     async with await Database.open(settings) as db:
         store = Store(db)
         docs = await store.list_documents()

@@ -21,8 +21,9 @@ def register(subparsers: Any) -> None:
         help="list stored runs, or show one run's events",
         description="Without RUN_ID: the most recent runs with their status. With RUN_ID: that "
         "run's stored events in order (what a client that missed them would replay). "
-        "A run left 'queued', 'running' by a stopped process, 'cancelled' or 'failed' "
-        "continues with 'proposals generate --resume RUN_ID' (or any 'proposals worker').",
+        "A run 'interrupted' (Ctrl-C; or its process was killed: shown so once its lease has "
+        "expired), left 'queued', 'cancelled' or 'failed' continues with "
+        "'proposals generate --resume RUN_ID' (or any 'proposals worker').",
     )
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="show this run's events")
     p.add_argument("-n", type=int, default=20, help="how many runs to list (default 20)")
@@ -35,7 +36,9 @@ def _summary(record: RunRecord) -> dict[str, Any]:
     result = record.result
     return {
         "id": record.id,
-        "status": record.status,
+        # A run stored running whose holder died (killed, crashed) is interrupted in fact.
+        "status": "interrupted" if record.stale else record.status,
+        "stale": record.stale,
         "created_at": record.created_at.isoformat(timespec="seconds"),
         "updated_at": record.updated_at.isoformat(timespec="seconds"),
         "brief": record.request.brief,
@@ -80,6 +83,8 @@ async def _runs(args: argparse.Namespace, settings: Settings) -> int:
             f"{row['id']}  {row['status']:<22} {row['created_at']}  "
             f"{','.join(row['countries'])}  {done}{failed}{brief}"
         )
+        if row["stale"] or row["status"] == "interrupted":
+            print(f"    continue it with: proposals generate --resume {row['id']}")
     return 0
 
 

@@ -36,7 +36,12 @@ def register(subparsers: Any) -> None:
     s.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     s.set_defaults(handler=_serve)
 
-    k = subparsers.add_parser("keys", help="create, list or revoke API keys")
+    k = subparsers.add_parser(
+        "keys",
+        help="create, list or revoke API keys",
+        description="API keys of the HTTP API: each maps to a tenant; stored hashed, the "
+        "secret is printed once at creation.",
+    )
     ksub = k.add_subparsers(dest="keys_command", metavar="ACTION")
     ksub.required = True
     c = ksub.add_parser("create", help="create a key for a tenant (printed once)")

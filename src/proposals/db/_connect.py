@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Self
 
 import psycopg
@@ -14,11 +13,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
 from ..errors import DatabaseError
+from ._embedded import acquire_embedded, release_embedded
 from ._migrate import migrate
 
 log = logging.getLogger(__name__)
-
-_EMBEDDED_DB = "proposals"
 
 
 def _describe(url: str) -> str:
@@ -29,28 +27,6 @@ def _describe(url: str) -> str:
         return "<unparsable database URL>"
     host = info.get("host") or "localhost"
     return f"{info.get('user', '')}@{host}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-
-
-def _start_embedded(pgdata: Path) -> tuple[Any, str]:
-    """Start (or attach to) the private server in ``pgdata``; blocking, run in a thread."""
-    try:
-        import pgserver
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise DatabaseError(
-            "no PROPOSALS_DATABASE_URL is set and the 'pgserver' package is missing"
-        ) from exc
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_EMBEDDED_DB}';")
-        if "(1 row)" not in exists:
-            server.psql(f"CREATE DATABASE {_EMBEDDED_DB};")
-    except Exception as exc:
-        raise DatabaseError(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc}. "
-            "Set PROPOSALS_DATABASE_URL to use another server."
-        ) from exc
-    return server, server.get_uri(_EMBEDDED_DB)
 
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:
@@ -80,7 +56,7 @@ class Database:
         if settings.database_url:
             url = settings.database_url
         else:
-            server, url = await asyncio.to_thread(_start_embedded, settings.data_dir / "pg")
+            server, url = await asyncio.to_thread(acquire_embedded, settings.data_dir / "pg")
         await _prepare(url)
         pool = AsyncConnectionPool(
             url,
@@ -98,7 +74,11 @@ class Database:
         return cls(url, pool, server)
 
     async def close(self) -> None:
+        """Close the pool; an embedded server is released (stopped if no one else uses it)."""
         await self.pool.close()
+        server, self._server = self._server, None
+        if server is not None:
+            await asyncio.to_thread(release_embedded, server)
 
     async def __aenter__(self) -> Self:
         return self

@@ -59,6 +59,20 @@ def folder_hints(path: Path, root: Path | None) -> tuple[Any, str | None]:
     return country, doc_type
 
 
+# Keys of a file's own metadata that give its document type, first found wins.
+DOC_TYPE_KEYS = ("doc_type", "type", "doc-type", "document_type", "document-type")
+
+
+def _file_doc_type(file_meta: dict[str, Any]) -> str | None:
+    for key in DOC_TYPE_KEYS:
+        if file_meta.get(key) not in (None, ""):
+            try:
+                return normalize_doc_type(file_meta[key])
+            except UserError as exc:
+                raise UserError(f"metadata key {key!r}: {exc}") from exc
+    return None
+
+
 def resolve_meta(
     path: Path,
     root: Path | None,
@@ -80,10 +94,7 @@ def resolve_meta(
         else:
             final_country = None
         final_type = (
-            normalize_doc_type(doc_type)
-            or normalize_doc_type(file_meta.get("doc_type"))
-            or folder_type
-            or "other"
+            normalize_doc_type(doc_type) or _file_doc_type(file_meta) or folder_type or "other"
         )
     except UserError as exc:
         raise IngestError(str(path), str(exc)) from exc

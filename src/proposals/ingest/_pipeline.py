@@ -129,6 +129,7 @@ async def ingest(
     chunk_overlap: int | None = None,
     progress: ProgressCallback | None = None,
     tenant: str = DEFAULT_TENANT,
+    max_file_mb: float | None = None,
 ) -> IngestReport:
     """Ingest files and folders into the chunk store; returns what happened to each file.
 
@@ -138,7 +139,8 @@ async def ingest(
     already stored is skipped; a changed file has its chunks replaced in one transaction.
     ``prune`` removes stored documents under the given paths whose file no longer exists.
     ``reset_index`` first deletes everything (to switch embedding models). Documents are
-    stored for ``tenant`` (paths are unique per tenant).
+    stored for ``tenant`` (paths are unique per tenant). A file larger than ``max_file_mb``
+    (default: the settings', else 50) fails with its size and the limit, unread.
 
     Raises EmbeddingModelMismatch if the index holds another model's vectors; per-file problems
     are reported in ``IngestReport.failed`` instead of raised.
@@ -161,14 +163,17 @@ async def ingest(
         normalize_country(country)  # a bad flag is the user's mistake: fail before any work
     normalize_doc_type(doc_type)
     forced_country = UNSET if country is None else country
+    limit_mb = max_file_mb or (
+        settings.max_file_mb if settings else Settings.model_fields["max_file_mb"].default
+    )
     if database is not None:
         return await _Run(
-            database, embedder, size, overlap, forced_country, doc_type, progress, tenant
+            database, embedder, size, overlap, forced_country, doc_type, progress, tenant, limit_mb
         ).run(paths, prune=prune, reset_index=reset_index)
     assert settings is not None
     async with await Database.open(settings) as db:
         return await _Run(
-            db, embedder, size, overlap, forced_country, doc_type, progress, tenant
+            db, embedder, size, overlap, forced_country, doc_type, progress, tenant, limit_mb
         ).run(paths, prune=prune, reset_index=reset_index)
 
 
@@ -183,8 +188,10 @@ class _Run:
         doc_type: str | None,
         progress: ProgressCallback | None,
         tenant: str,
+        max_mb: float,
     ) -> None:
         self.db = database
+        self.max_mb = max_mb
         self.tenant = tenant
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
@@ -260,6 +267,13 @@ class _Run:
 
     def _prepare_sync(self, source: _Source) -> _Prepared:
         try:
+            size_mb = source.path.stat().st_size / (1024 * 1024)
+            if size_mb > self.max_mb:
+                raise IngestError(
+                    str(source.path),
+                    f"file is {size_mb:.3g} MB, over the {self.max_mb:g} MB limit "
+                    "(PROPOSALS_MAX_FILE_MB); split it, or raise the limit",
+                )
             data = source.path.read_bytes()
         except OSError as exc:
             raise IngestError(str(source.path), f"cannot read file: {exc.strerror or exc}") from exc

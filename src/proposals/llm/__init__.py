@@ -14,7 +14,13 @@ res = await gw.complete(messages, schema=Answer, tags=CallTags(run_id="r1", node
 
 from ._cache import ResponseCache
 from ._config import GatewayConfig
-from ._errors import ContextOverflowError, InvalidOutputError, NonRetryableError, RetriesExhausted
+from ._errors import (
+    ContextOverflowError,
+    InvalidOutputError,
+    NonRetryableError,
+    ProviderUnreachable,
+    RetriesExhausted,
+)
 from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
 from ._gateway import GatewayStats, LLMGateway, LLMResult
 from ._packing import Batch, pack
@@ -48,6 +54,7 @@ __all__ = [
     "ModelPrice",
     "NonRetryableError",
     "Outcome",
+    "ProviderUnreachable",
     "ResponseCache",
     "RetriesExhausted",
     "Usage",

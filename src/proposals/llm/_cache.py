@@ -1,7 +1,9 @@
 """The persistent response cache (and per-call usage log) in PostgreSQL.
 
-A request is identified by the SHA-256 of its canonical JSON: model, messages, the response
-schema and the generation parameters. Delivery details (timeouts, tags) are not part of it.
+A request is identified by the SHA-256 of its canonical JSON: the endpoint that answers it,
+model, messages, the response schema and the generation parameters. Delivery details
+(timeouts, tags) are not part of it. The endpoint is part of it so that an answer is only ever
+reused from the provider that gave it (a simulated answer never reaches a real provider's run).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ..errors import DatabaseError
-from ._usage import CallTags, Usage
+from ._usage import CallTags, Usage, UsageTotals
 
 if TYPE_CHECKING:
     from ..db import Database
@@ -27,10 +29,18 @@ def request_key(
     messages: list[dict[str, Any]],
     schema: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    *,
+    endpoint: str = "",
 ) -> str:
-    """Hex SHA-256 identifying a request; equal requests give equal keys."""
+    """Hex SHA-256 identifying a request to ``endpoint``; equal requests give equal keys."""
     blob = json.dumps(
-        {"model": model, "messages": messages, "schema": schema, "params": params or {}},
+        {
+            "endpoint": endpoint,
+            "model": model,
+            "messages": messages,
+            "schema": schema,
+            "params": params or {},
+        },
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -112,3 +122,28 @@ class ResponseCache:
                 )
         except psycopg.Error as exc:
             raise DatabaseError(f"LLM usage log write failed: {exc}") from exc
+
+    async def run_usage(self, run_id: str) -> UsageTotals:
+        """Provider usage of one run as logged, cache hits counted apart. The log row of a
+        call is written with its answer, so it survives a process killed right after."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE NOT cached), count(*) FILTER (WHERE cached), "
+                    "coalesce(sum(prompt_tokens) FILTER (WHERE NOT cached), 0), "
+                    "coalesce(sum(completion_tokens) FILTER (WHERE NOT cached), 0), "
+                    "coalesce(sum(cost_usd) FILTER (WHERE NOT cached), 0) "
+                    "FROM llm_usage WHERE run_id = %s",
+                    (run_id,),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(f"LLM usage query failed: {exc}") from exc
+        assert row is not None
+        return UsageTotals(
+            calls=row[0],
+            cached_calls=row[1],
+            prompt_tokens=row[2],
+            completion_tokens=row[3],
+            cost_usd=float(row[4]),
+        )

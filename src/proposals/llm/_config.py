@@ -103,6 +103,21 @@ class GatewayConfig(BaseModel):
         return self.azure_endpoint is not None
 
     @property
+    def endpoint(self) -> str:
+        """Identity of the endpoint answers come from, part of every response-cache key.
+
+        Every simulator is one endpoint (``simulator``: its answers depend only on the request,
+        and its loopback port changes per process), so a resumed simulated run still finds
+        its answers; a real endpoint is its URL, so a cached answer is never served by another
+        provider than the one that gave it, and a simulated one never to a real provider.
+        """
+        if self.simulated:
+            return "simulator"
+        if self.azure_endpoint:
+            return f"azure:{self.azure_endpoint.rstrip('/')}"
+        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+
+    @property
     def start_limit(self) -> int:
         return min(max(self.concurrency_start, self.concurrency_min), self.concurrency_max)
 

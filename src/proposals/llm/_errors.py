@@ -8,8 +8,10 @@ ProviderError
 │                            the caller should split its input (see ``call_splitting``)
 ├── RetriesExhausted         retryable failures (429, 5xx, connection, timeout) went on
 │                            after the configured number of retries
-└── InvalidOutputError       a structured answer did not match its schema, even after
-                             one repair attempt
+├── InvalidOutputError       a structured answer did not match its schema, even after
+│                            one repair attempt
+└── ProviderUnreachable      nothing answers at the endpoint's address (refused, unknown
+                             host, no route): checked before a run spends anything
 ```
 """
 
@@ -21,6 +23,7 @@ __all__ = [
     "ContextOverflowError",
     "InvalidOutputError",
     "NonRetryableError",
+    "ProviderUnreachable",
     "RetriesExhausted",
 ]
 
@@ -57,3 +60,7 @@ class InvalidOutputError(ProviderError):
     def __init__(self, message: str, *, text: str) -> None:
         super().__init__(message)
         self.text = text
+
+
+class ProviderUnreachable(ProviderError):
+    """No connection could be opened to the endpoint (its message names the URL)."""

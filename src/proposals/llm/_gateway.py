@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -26,7 +27,13 @@ from ..errors import ConfigError, DatabaseError, ProposalsError
 from ..tokens import count_tokens, estimate_prompt_tokens
 from ._cache import CachedResponse, ResponseCache, request_key
 from ._config import GatewayConfig
-from ._errors import ContextOverflowError, InvalidOutputError, NonRetryableError, RetriesExhausted
+from ._errors import (
+    ContextOverflowError,
+    InvalidOutputError,
+    NonRetryableError,
+    ProviderUnreachable,
+    RetriesExhausted,
+)
 from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
 from ._limiter import AdaptiveLimiter, LimiterTicket
 from ._ratelimit import RateBudget
@@ -153,10 +160,13 @@ class LLMGateway:
         *,
         cache: ResponseCache | None = None,
         log_usage: bool = True,
+        read_cache: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self._cache = cache
+        # False: every call goes to the provider (answers are still stored for later runs).
+        self._read_cache = read_cache
         self._log_usage = log_usage and cache is not None
         self._rng = rng or random.Random()
         pool = config.concurrency_max + config.pool_margin
@@ -248,6 +258,21 @@ class LLMGateway:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def check_connection(self, timeout_s: float = 10.0) -> None:
+        """Raise :class:`ProviderUnreachable` ("cannot connect to URL: reason") when no
+        connection can be opened to the endpoint. Any HTTP answer, even an error status,
+        counts as reachable: this is about the address, not the key or the model."""
+        url = str(self._client.base_url).rstrip("/") + "/models"
+        try:
+            response = await self._http.get(url, timeout=timeout_s)
+            await response.aclose()
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+            reason = _os_reason(exc) or str(exc) or type(exc).__name__
+            where = str(self._client.base_url).rstrip("/")
+            raise ProviderUnreachable(f"cannot connect to {where}: {reason}") from exc
+        except httpx2.HTTPError:
+            return
 
     # --- listeners --------------------------------------------------------------------------
     def subscribe(self, run_id: str | None, callback: Listener) -> Callable[[], None]:
@@ -402,7 +427,7 @@ class LLMGateway:
         if temperature is not None:
             params["temperature"] = temperature
         params.update(extra or {})
-        key = request_key(model, msgs, response_format, params)
+        key = request_key(model, msgs, response_format, params, endpoint=self.config.endpoint)
         call_id = next(self._ids)
         self._counts["calls"] += 1
         started = time.monotonic()
@@ -478,7 +503,7 @@ class LLMGateway:
         use_cache: bool,
         base: dict[str, Any],
     ) -> LLMResult[Any]:
-        if use_cache and self._cache is not None:
+        if use_cache and self._read_cache and self._cache is not None:
             hit = await self._cache_get(key)
             if hit is not None:
                 cached_parsed = _try_parse(schema, hit.text)
@@ -725,6 +750,25 @@ class LLMGateway:
         except DatabaseError as exc:
             self._counts["cache_errors"] += 1
             log.warning("%s", exc)
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for a failed connection ("Connection refused"), found
+    down the exception's causes, lower-cased; None when there is none."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and (seen.errno or seen.strerror):
+            code = seen.errno if isinstance(seen.errno, int) else 0
+            # errno < 0 are resolver codes (socket.gaierror): their strerror says it.
+            return (os.strerror(code) if code > 0 else str(seen.strerror)).lower()
+        for inner in getattr(seen, "exceptions", ()):  # an ExceptionGroup of attempts
+            found = _os_reason(inner)
+            if found:
+                return found
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _failure_cause(exc: BaseException) -> str:

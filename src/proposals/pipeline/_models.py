@@ -16,9 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import InputError
+from ..errors import InputError, validation_message
 from ..llm import UsageTotals
 from ..store import Citation
+from ..vocabulary import COUNTRY_CODES
 
 __all__ = [
     "LENSES",
@@ -54,8 +55,10 @@ RunStatus = Literal[
     "stopped_budget",
     "cancelled",
     "failed",
+    "interrupted",
 ]
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+"""``interrupted``: stopped by Ctrl-C in the process that ran it; resumable like ``cancelled``
+(``proposals runs`` also shows a run whose holder died as interrupted until it is resumed)."""
 
 
 class _Frozen(BaseModel):
@@ -132,8 +135,10 @@ class ProposalRequest(_Frozen):
         out: list[str] = []
         for raw in value:
             code = raw.strip().upper()
-            if not _COUNTRY.match(code):
-                raise ValueError(f"{raw!r} is not an ISO 3166-1 alpha-2 country code")
+            if code not in COUNTRY_CODES:
+                raise ValueError(
+                    f"{raw!r} is not an ISO 3166-1 alpha-2 country code (e.g. AR, BR, MX)"
+                )
             if code not in out:
                 out.append(code)
         return out
@@ -198,7 +203,7 @@ def load_profiles(path: str | Path) -> list[Profile] | dict[str, list[Profile]]:
                 for country, items in data.items()
             }
     except ValidationError as exc:
-        raise InputError(f"profiles file {p}: {exc}") from exc
+        raise InputError(f"profiles file {p}: {validation_message(exc)}") from exc
     raise InputError(
         f"profiles file {p} must hold a list of {{name, description}} or a mapping of "
         "country code to such lists"

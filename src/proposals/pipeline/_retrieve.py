@@ -79,6 +79,21 @@ async def retrieve(state: PipelineState, runtime: Runtime[PipelineContext]) -> d
         msg = "retrieve: no documents matched; ingest a corpus first (proposals ingest PATH)"
         ctx.reporter.warning("no_evidence", msg, "retrieve")
         warnings.append(msg)
+    else:
+        own = {
+            c
+            for (c, _), hits in zip(jobs, results, strict=True)
+            for h in hits
+            if h.citation.country == c
+        }
+        for country in req.countries:
+            if country not in own:
+                msg = (
+                    f"retrieve: no documents of {country}'s own matched; its proposals rest on "
+                    f"global documents only (ingest some with --country {country})"
+                )
+                ctx.reporter.warning("no_country_documents", msg, "retrieve")
+                warnings.append(msg)
     ctx.reporter.node_finished("retrieve", done=len(jobs))
     return {"evidence": evidence, "warnings": warnings}
 

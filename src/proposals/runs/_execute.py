@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from ..errors import ProposalsError, RuntimeFailure
-from ..llm import Budget
+from ..llm import Budget, ResponseCache
 from ..pipeline import (
     FailedItem,
     Finding,
@@ -37,6 +37,7 @@ from ..pipeline import (
     ProposalResult,
     RunStatus,
     Theme,
+    UsageTotals,
     build_graph,
     finding_order,
 )
@@ -58,7 +59,8 @@ class RunControl:
     """How this process stops a run it holds: why, and the graph task to cancel."""
 
     reason: str | None = None
-    """``cancel`` (asked for), ``lost`` (lease gone) or ``writer`` (events not storable)."""
+    """``cancel`` (asked for), ``interrupt`` (Ctrl-C in this process), ``lost`` (lease gone)
+    or ``writer`` (events not storable)."""
     graph: asyncio.Task[ProposalResult] | None = field(default=None, repr=False)
 
     def stop(self, reason: str) -> None:
@@ -91,7 +93,7 @@ async def execute_run(
         lease=lease,
         publish=publish,
         start_seq=record.last_seq,
-        usage=record.usage,
+        usage=await _usage_so_far(services, record),
         progress=record.progress,
         on_cancel_requested=lambda: control.stop("cancel"),
     )
@@ -130,6 +132,27 @@ async def execute_run(
         return None
 
 
+async def _usage_so_far(services: Services, record: RunRecord) -> UsageTotals:
+    """The run's usage before this claim. The usage log is written with each answer, before
+    it is cached; a holder killed before storing that call's event still logged it, so the
+    log's counts win when they are ahead of the stored record's."""
+    usage = record.usage
+    if record.attempts <= 1 and not record.last_seq:
+        return usage
+    logged = await ResponseCache(services.database).run_usage(record.id)
+    if logged.calls + logged.cached_calls <= usage.calls + usage.cached_calls:
+        return usage
+    return usage.model_copy(
+        update={
+            "calls": logged.calls,
+            "cached_calls": logged.cached_calls,
+            "prompt_tokens": logged.prompt_tokens,
+            "completion_tokens": logged.completion_tokens,
+            "cost_usd": logged.cost_usd,
+        }
+    )
+
+
 def _outcome(
     run_id: str,
     graph: asyncio.Task[ProposalResult],
@@ -140,6 +163,8 @@ def _outcome(
         if control.reason == "writer":
             cause = writer.exception() if writer.done() and not writer.cancelled() else None
             return "failed", None, f"run {run_id} failed: its events could not be stored: {cause}"
+        if control.reason == "interrupt":
+            return "interrupted", None, "interrupted"
         return "cancelled", None, None
     exc = graph.exception()
     if exc is None:
@@ -197,6 +222,9 @@ async def _invoke(
             worker_id=lease.holder,
             attempt=lease.attempt,
         )
+        # An endpoint nobody listens at fails the run now, with its URL, rather than
+        # after every call has spent its retries.
+        await services.gateway.check_connection()
         graph_input: PipelineState | None = None if resumed else {}
         state = await graph.ainvoke(graph_input, config, context=context)
         return _result(record.id, request, state, services, emitter, started)

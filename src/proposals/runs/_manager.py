@@ -277,6 +277,20 @@ class RunManager:
             if time.monotonic() > deadline:
                 return record
 
+    async def interrupt(
+        self, run_id: str, *, tenant: str = DEFAULT_TENANT, wait_s: float = 30.0
+    ) -> RunRecord | None:
+        """End a run executed in this process ``interrupted`` (the CLI's Ctrl-C): its
+        in-flight calls are cancelled and it can be resumed. A run held elsewhere is left
+        alone. Returns the record once the end is stored (or after ``wait_s``)."""
+        record = await self.registry.get(run_id, tenant=tenant)
+        held = self._held.get(run_id)
+        if record is None or record.finished or held is None:
+            return record
+        held.control.stop("interrupt")
+        await self._wait_end(record, time.monotonic() + wait_s)
+        return await self.registry.get(run_id, tenant=tenant)
+
     async def _end_unheld(self, record: RunRecord, where: str) -> bool:
         event = _end_event(record, "cancelled")
         if not await self.log.end_unheld(record.id, record.tenant, event, where=where):

@@ -55,6 +55,7 @@ async def open_services(
     database: Database | None = None,
     embedder: Embedder | None = None,
     cache: bool = True,
+    read_cache: bool = True,
     simulator_overrides: dict[str, Any] | None = None,
     gateway_overrides: dict[str, Any] | None = None,
     simulator_seed: int = 0,
@@ -67,7 +68,8 @@ async def open_services(
     ``settings.simulator_time_scale``, with ``simulator_overrides`` applied on top; everything it writes is
     labelled simulated. ``simulator_url`` points at a simulator already running elsewhere
     (e.g. a :class:`~proposals.simulator.SimulatorProcess`) instead. ``cache=False`` leaves
-    the persistent response cache out.
+    the persistent response cache out; ``read_cache=False`` sends every call to the provider
+    but still stores the answers (``generate --no-cache``).
     """
     async with contextlib.AsyncExitStack() as stack:
         if database is None:
@@ -107,7 +109,9 @@ async def open_services(
             provider = f"simulator {simulator.profile.name} at {simulator.base_url}"
         config = GatewayConfig.from_settings(settings, **overrides)
         gateway = await stack.enter_async_context(
-            LLMGateway(config, cache=ResponseCache(database) if cache else None)
+            LLMGateway(
+                config, cache=ResponseCache(database) if cache else None, read_cache=read_cache
+            )
         )
         checkpointer = await _checkpointer(stack, database.url)
         yield Services(

@@ -37,11 +37,11 @@ QUEUE_CHANNEL = "proposals_queue"
 """NOTIFY channel told when a run is queued (payload: run id); workers wake up on it."""
 
 TERMINAL: frozenset[str] = frozenset(
-    {"completed", "completed_with_errors", "stopped_budget", "cancelled", "failed"}
+    {"completed", "completed_with_errors", "stopped_budget", "cancelled", "failed", "interrupted"}
 )
 """Statuses a run ends in; each is stored together with the run's ``run_finished`` event."""
 
-_RESUMABLE = ("queued", "running", "cancelled", "failed")
+_RESUMABLE = ("queued", "running", "cancelled", "failed", "interrupted")
 
 
 class NodeProgress(BaseModel):
@@ -86,10 +86,18 @@ class RunRecord(BaseModel):
     cancel_requested: bool = False
     rerun_of: str | None = None
     """The run whose request this run runs again."""
+    lease_expired: bool = False
+    """Its holder's lease ran out: a ``running`` run nobody executes any more (see ``stale``)."""
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def stale(self) -> bool:
+        """Stored ``running`` but its holder died (killed, crashed): interrupted in fact,
+        until a worker or ``generate --resume`` takes it up again."""
+        return self.status == "running" and self.lease_expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +113,7 @@ class Lease:
 _COLUMNS = (
     "id, tenant, status, request, {result} AS result, error, created_at, updated_at, started_at,"
     " finished_at, worker_id, attempts, last_seq, provider, simulated, usage, progress,"
-    " cancel_requested, rerun_of"
+    " cancel_requested, rerun_of, lease_until < now() AS lease_expired"
 )
 _FULL = _COLUMNS.format(result="result")
 _BRIEF = _COLUMNS.format(result="NULL::jsonb")
@@ -284,7 +292,8 @@ class RunRegistry:
         rows = await self._fetch(
             "UPDATE runs SET status = 'queued', lease_until = NULL, cancel_requested = false,"
             " error = NULL, finished_at = NULL, updated_at = now()"
-            " WHERE id = %s AND tenant = %s AND (status IN ('queued', 'cancelled', 'failed')"
+            " WHERE id = %s AND tenant = %s"
+            " AND (status IN ('queued', 'cancelled', 'failed', 'interrupted')"
             " OR (status = 'running' AND lease_until < now()))"
             " RETURNING pg_notify(%s, id)",
             (run_id, tenant, QUEUE_CHANNEL),

@@ -49,6 +49,24 @@ _SHORT_FIELD = (
     "id",
 )
 _FALLBACK = "The simulator found no sentence in the prompt to draw from."
+# Notices and boilerplate are never answer material: disclaimers, copyright and
+# confidentiality lines, "FICTIONAL DOCUMENT:"-style banners (capitals before a colon).
+_BOILERPLATE = re.compile(
+    r"\b(?:fictional|invented|disclaimer|all rights reserved|copyright|confidential"
+    r"|do not (?:cite|distribute)|for illustration only|sample corpus)\b",
+    re.IGNORECASE,
+)
+# The banner test above must see capitals; re.IGNORECASE would make any "Word:" match.
+_BANNER = re.compile(r"^[A-Z][A-Z ]{3,}:")
+_STOPWORD_TEXT = """a an the and or but nor of to in on at by for with from into onto over under about
+    as is are was were be been being has have had do does did this that these those it its
+    their they them there here which who whom whose what when where why how than then so
+    such not no can could may might must shall should will would per via each every any all
+    some most more less few many much very also only just both either neither our your his
+    her we you he she i me my us one two three four five six seven eight nine ten new used
+    use up out if while during before after between within without among against upon"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_WORD = re.compile(r"^[A-Za-z][A-Za-z'-]*[A-Za-z]$")
 # Keys that change how an answer is delivered, not what it is.
 _DELIVERY_KEYS = ("stream", "stream_options", "max_tokens", "max_completion_tokens", "user")
 
@@ -100,12 +118,29 @@ def _message_material(text: str) -> Material:
 
 
 def _sentences_of(text: str) -> list[str]:
-    sentences: list[str] = []
-    for raw in _SENTENCE.findall(_CHUNK_ID.sub(" ", text)):
+    """The whole sentences of ``text``: a capital (or digit) first, end punctuation last,
+    5 to 45 words, not a notice or boilerplate line. When the text has none, its looser
+    sentence-like lines (4+ words, whole) are used instead."""
+    clean = _CHUNK_ID.sub(" ", text)
+    whole: list[str] = []
+    loose: list[str] = []
+    for raw in _SENTENCE.findall(clean):
         words = raw.split()
-        if len(words) >= 4:
-            sentences.append(" ".join(words[:40]).lstrip("-*#>|: "))
-    return sentences
+        if len(words) < 4:
+            continue
+        sentence = " ".join(words).lstrip("-*#>|: ")
+        if _BOILERPLATE.search(sentence) or _BANNER.match(sentence) or "|" in sentence:
+            continue
+        if (
+            5 <= len(words) <= 45
+            and sentence[:1].isupper() | sentence[:1].isdigit()
+            and sentence[-1] in ".!?"
+            and sentence.count("(") == sentence.count(")")
+        ):
+            whole.append(sentence)
+        elif len(words) <= 45:
+            loose.append(sentence)
+    return whole or loose
 
 
 def _evidence_text(text: str) -> str:
@@ -163,6 +198,57 @@ def generate_content(
     return gen.sentences(count, join="\n\n" if count > 3 else " ")
 
 
+def _noun_phrases(sentences: tuple[str, ...]) -> list[str]:
+    """Runs of 2-5 content words (letters only, no stopword) bounded by stopwords or
+    punctuation, in order of first appearance: "household savings accounts"."""
+    cached = _phrase_cache.get(sentences)
+    if cached is not None:
+        return cached
+    found: dict[str, None] = {}
+    run: list[str] = []
+
+    def flush() -> None:
+        if 2 <= len(run) <= 5:
+            found[" ".join(run)] = None
+        run.clear()
+
+    for sentence in sentences:
+        for token in sentence.split():
+            word = token.strip(".,;:!?\"'()[]")
+            content = bool(_WORD.match(word)) and word.lower() not in _STOPWORDS
+            if token[:1] in "(\"'[" or not content:
+                flush()
+            if content:
+                run.append(word)
+                if token.rstrip(".,;:!?\"')]") != token:
+                    flush()
+        flush()
+    phrases = list(found)
+    _phrase_cache[sentences] = phrases
+    if len(_phrase_cache) > 256:
+        _phrase_cache.pop(next(iter(_phrase_cache)))
+    return phrases
+
+
+_phrase_cache: dict[tuple[str, ...], list[str]] = {}
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters: whole sentences if any fit, else whole words."""
+    if len(text) <= limit:
+        return text
+    kept = ""
+    for sentence in _SENTENCE.findall(text):
+        candidate = f"{kept} {sentence.strip()}".strip()
+        if len(candidate) > limit:
+            break
+        kept = candidate
+    if kept:
+        return kept
+    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut[:limit].rstrip(" ,;:")
+
+
 def _around(rng: random.Random, mean: float) -> int:
     """A small count spread around ``mean`` (rounded normal, sd ~ sqrt(mean), never < 0)."""
     if mean <= 0:
@@ -200,8 +286,14 @@ class _Generator:
         return join.join(picked)
 
     def phrase(self) -> str:
-        words = self.rng.choice(self.m.sentences).split(" ")
-        return " ".join(words[: 3 + self.rng.randrange(5)]).rstrip(".,;:!?")
+        """A title: a whole noun phrase of the material (2-5 content words between
+        stopwords or punctuation), first letter capitalised."""
+        phrases = _noun_phrases(self.m.sentences)
+        if not phrases:
+            words = self.rng.choice(self.m.sentences).rstrip(".!?").split(" ")
+            return " ".join(words[:4])
+        chosen = self.rng.choice(phrases)
+        return chosen[:1].upper() + chosen[1:]
 
     def string(self, schema: dict[str, Any], name: str) -> str:
         lowered = name.lower()
@@ -211,7 +303,7 @@ class _Generator:
             text = self.sentences(1 + (self.rng.random() < 0.4))
         max_len = schema.get("maxLength")
         if isinstance(max_len, int) and len(text) > max_len:
-            text = text[:max_len]
+            text = _shorten(text, max_len)
         min_len = schema.get("minLength")
         if isinstance(min_len, int) and len(text) < min_len:
             text = (text + " " + self.sentences(max(1, min_len // 20 + 1)))[: max(min_len, 1)]
