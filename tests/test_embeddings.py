@@ -113,7 +113,15 @@ async def test_shape_dtype_and_order(embedder: Embedder) -> None:
     assert vectors.shape == (10, embedder.dim)
     assert vectors.dtype == np.float32
     one_by_one = np.vstack([await embedder.embed([t]) for t in texts])
-    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)  # batching keeps row order
+
+    # Batches of documents may run in bfloat16 where the CPU has it (a query alone does not),
+    # so rows agree to bfloat16 precision, not bit for bit; each row is still its own text's.
+    def unit(m: np.ndarray) -> np.ndarray:
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    similarity = unit(vectors) @ unit(one_by_one).T
+    assert float(np.diag(similarity).min()) > 0.999  # batching keeps row order
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-2)
 
 
 async def test_empty_input(embedder: Embedder) -> None:
