@@ -39,9 +39,9 @@ _KEEP = (
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No developer's PROPOSALS_* / OPENAI_* / AZURE_* variables leak into a test."""
+    """No developer's PROPOSALS_* / OPENAI_* / AZURE_* / OTEL_* variables leak into a test."""
     for key in list(os.environ):
-        if key.startswith(("PROPOSALS_", "OPENAI_", "AZURE_OPENAI_")):
+        if key.startswith(("PROPOSALS_", "OPENAI_", "AZURE_OPENAI_", "OTEL_")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

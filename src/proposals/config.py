@@ -123,6 +123,22 @@ class Settings(BaseSettings):
     prompts_dir: Path | None = None
     """Folder whose ``*.txt`` templates override the built-in prompts of the same name."""
 
+    # --- observability -------------------------------------------------------------------
+    prices_file: Path | None = None
+    """JSON or YAML file of model prices (USD per one million tokens) that override or add to
+    the built-in table: ``{"my-model": {"input_per_1m": 0.5, "output_per_1m": 1.5}}``."""
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Inline price overrides, same shape as the file (``PROPOSALS_PRICES`` as JSON); they win
+    over the file's."""
+    trace_content: bool = False
+    """Put prompt and completion text on LLM call spans (off: spans carry counts only)."""
+    langfuse_host: str | None = None
+    """Langfuse base URL; with both keys, spans go to its OTLP endpoint (``/api/public/otel``)."""
+    langfuse_public_key: str | None = None
+    """Langfuse public key (the Basic-auth user)."""
+    langfuse_secret_key: str | None = None
+    """Langfuse secret key (the Basic-auth password)."""
+
     # --- server --------------------------------------------------------------------------
     max_upload_mb: float = Field(default=50.0, gt=0)
     """Largest ``POST /v1/documents`` body the server accepts (413 above it)."""

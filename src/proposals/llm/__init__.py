@@ -30,9 +30,11 @@ from ._usage import (
     Budget,
     CallTags,
     ModelPrice,
+    PriceTable,
     Usage,
     UsageTally,
     UsageTotals,
+    load_prices,
 )
 
 __all__ = [
@@ -55,11 +57,13 @@ __all__ = [
     "NonRetryableError",
     "Outcome",
     "ProviderUnreachable",
+    "PriceTable",
     "ResponseCache",
     "RetriesExhausted",
     "Usage",
     "UsageTally",
     "UsageTotals",
     "call_splitting",
+    "load_prices",
     "pack",
 ]

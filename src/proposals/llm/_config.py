@@ -7,7 +7,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config import Settings
-from ._usage import ModelPrice
+from ._usage import ModelPrice, load_prices
 
 __all__ = ["GatewayConfig"]
 
@@ -139,6 +139,7 @@ class GatewayConfig(BaseModel):
             "timeout_s": settings.llm_timeout_s,
             "max_retries": settings.llm_max_retries,
             "deadline_s": settings.llm_call_deadline_s,
+            "prices": {**load_prices(settings.prices_file), **load_prices(settings.prices)},
         }
         values.update(overrides)
         return cls(**values)

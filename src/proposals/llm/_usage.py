@@ -7,11 +7,13 @@ simulator's) is priced like ``gpt-4o-mini`` and flagged ``priced_as`` so reports
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, ConfigError
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -24,13 +26,14 @@ __all__ = [
     "UsageLedger",
     "UsageTally",
     "UsageTotals",
+    "load_prices",
 ]
 
 
 class ModelPrice(BaseModel):
     """USD per one million input and output tokens of one model."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_per_1m: float = Field(ge=0)
     output_per_1m: float = Field(ge=0)
@@ -49,6 +52,43 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "o4-mini": ModelPrice(input_per_1m=1.10, output_per_1m=4.40),
 }
 """Defaults; pass ``GatewayConfig(prices=...)`` to override or add models."""
+
+
+def load_prices(
+    source: Path | Mapping[str, Mapping[str, float]] | None,
+) -> dict[str, ModelPrice]:
+    """Price overrides from a JSON/YAML file or a mapping ``{model: {input_per_1m, output_per_1m}}``.
+
+    Raises :class:`ConfigError` naming the file and model when an entry is malformed.
+    """
+    if source is None:
+        return {}
+    where = "prices"
+    if isinstance(source, Path):
+        where = str(source)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the price file {source}: {exc.strerror}") from exc
+        try:
+            import yaml  # JSON is YAML: one parser reads both
+
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source} is not valid JSON or YAML: {exc}") from exc
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of model name to prices")
+    out: dict[str, ModelPrice] = {}
+    for model, entry in data.items():
+        try:
+            out[str(model)] = ModelPrice.model_validate(entry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise ConfigError(f"{where}: model {model!r}, {field}: {first['msg']}") from exc
+    return out
 
 
 class PriceTable:
