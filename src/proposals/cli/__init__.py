@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ProposalsError, UserError
+from ..observe import setup_tracing
 
 __all__ = ["main"]
 
@@ -116,7 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["data_dir"] = args.data_dir
         settings = Settings(**overrides)
         handler: Handler = args.handler
-        return _run_interruptible(handler(args, settings))
+        tracing = setup_tracing(settings)
+        try:
+            return _run_interruptible(handler(args, settings))
+        finally:
+            if tracing is not None:
+                tracing.shutdown()  # flush the spans still queued for export
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
