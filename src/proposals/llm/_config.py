@@ -91,6 +91,8 @@ class GatewayConfig(BaseModel):
     # --- accounting -------------------------------------------------------------------------
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price overrides and additions (USD per 1M tokens), merged over the defaults."""
+    trace_content: bool = False
+    """Record prompt and completion text on call spans (only when the user opted in)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -139,6 +141,7 @@ class GatewayConfig(BaseModel):
             "timeout_s": settings.llm_timeout_s,
             "max_retries": settings.llm_max_retries,
             "deadline_s": settings.llm_call_deadline_s,
+            "trace_content": settings.trace_content,
             "prices": {**load_prices(settings.prices_file), **load_prices(settings.prices)},
         }
         values.update(overrides)

@@ -24,6 +24,7 @@ import openai
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import ConfigError, DatabaseError, ProposalsError
+from ..observe import chat_span, record_chat
 from ..tokens import count_tokens, estimate_prompt_tokens
 from ._cache import CachedResponse, ResponseCache, request_key
 from ._config import GatewayConfig
@@ -208,6 +209,13 @@ class LLMGateway:
         self._counts: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
+        self._call_retries: Counter[int] = Counter()
+        """Retries of each call in flight (for its span)."""
+        self._provider_name = (
+            "azure.ai.openai"
+            if config.is_azure
+            else ("proposals.simulator" if config.simulated else "openai")
+        )
         self._closed = False
 
     @staticmethod
@@ -297,6 +305,8 @@ class LLMGateway:
         return unsubscribe
 
     def _emit(self, event: CallStarted | CallRetry | CallFinished | CallFailed) -> None:
+        if isinstance(event, CallRetry):
+            self._call_retries[event.call_id] += 1
         targets = list(self._listeners.get(event.run_id, ()))
         if event.run_id is not None:
             targets += self._listeners.get(None, ())
@@ -439,40 +449,59 @@ class LLMGateway:
         }
         self._emit(CallStarted(**base))
         deadline = self.config.deadline_s
-        try:
+        with chat_span(model, self._provider_name, run_id=tags.run_id, node=tags.node) as span:
             try:
-                async with asyncio.timeout(deadline):
-                    result = await self._complete(
-                        key,
-                        call_id,
-                        model,
-                        msgs,
-                        schema,
-                        response_format,
-                        params,
-                        max_tokens,
-                        tags,
-                        budget,
-                        timeout_s or self.config.timeout_s,
-                        use_cache,
-                        base,
-                    )
-            except TimeoutError as exc:
-                raise RetriesExhausted(
-                    f"no answer within the call's deadline of {deadline:g} s "
-                    "(waiting for capacity, attempts and backoff together)",
-                    attempts=0,
-                    cause="deadline",
-                ) from exc
-        except BaseException as exc:
-            self._counts["failed"] += 1
-            self._failures[_failure_cause(exc)] += 1
-            self._emit(
-                CallFailed(
-                    **base, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__
+                try:
+                    async with asyncio.timeout(deadline):
+                        result = await self._complete(
+                            key,
+                            call_id,
+                            model,
+                            msgs,
+                            schema,
+                            response_format,
+                            params,
+                            max_tokens,
+                            tags,
+                            budget,
+                            timeout_s or self.config.timeout_s,
+                            use_cache,
+                            base,
+                        )
+                except TimeoutError as exc:
+                    raise RetriesExhausted(
+                        f"no answer within the call's deadline of {deadline:g} s "
+                        "(waiting for capacity, attempts and backoff together)",
+                        attempts=0,
+                        cause="deadline",
+                    ) from exc
+            except BaseException as exc:
+                self._counts["failed"] += 1
+                self._failures[_failure_cause(exc)] += 1
+                record_chat(
+                    span,
+                    retries=self._call_retries.pop(call_id, 0),
+                    error_type=type(exc).__name__,
+                    messages=msgs if self.config.trace_content else None,
                 )
+                self._emit(
+                    CallFailed(
+                        **base, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__
+                    )
+                )
+                raise
+            record_chat(
+                span,
+                response_model=result.model,
+                input_tokens=result.usage.prompt_tokens,
+                output_tokens=result.usage.completion_tokens,
+                finish_reasons=[result.finish_reason or ""],
+                retries=self._call_retries.pop(call_id, 0),
+                cache_hit=result.cached,
+                cost_usd=result.usage.cost_usd,
+                messages=msgs if self.config.trace_content else None,
+                completion=result.text if self.config.trace_content else None,
             )
-            raise
         self._counts["succeeded"] += 1
         if result.cached:
             self._counts["cached"] += 1

@@ -9,6 +9,7 @@ from ._timeline import Timeline, TimelineBuilder, TimelineCall, draw_timeline
 from ._tracing import (
     ATTR,
     TRACER_NAME,
+    RunTrace,
     TracingSetup,
     batch_span,
     chat_span,
@@ -21,6 +22,7 @@ from ._tracing import (
 __all__ = [
     "ATTR",
     "TRACER_NAME",
+    "RunTrace",
     "Timeline",
     "TimelineBuilder",
     "TimelineCall",

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTR",
     "TRACER_NAME",
+    "RunTrace",
     "TracingSetup",
     "batch_span",
     "chat_span",
@@ -206,6 +208,70 @@ def record_chat(
         )
     if error_type is not None:
         span.set_status(Status(StatusCode.ERROR, error_type))
+
+
+class RunTrace:
+    """The node spans of one run, shared by the run's graph tasks.
+
+    A node fanned out into many tasks (a lens's batches, synthesis per pair) gets one node span
+    that every task's own span hangs under; the first task opens it (under the span current
+    there, the run's) and :meth:`end` closes it. Spans still open at :meth:`close` end then.
+    """
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        self._parent: otel_context.Context | None = None
+        self._nodes: dict[str, Span] = {}
+
+    def node(self, node: str) -> otel_context.Context:
+        """The context whose current span is ``node``'s span (opened on first use)."""
+        span = self._nodes.get(node)
+        if span is None:
+            if self._parent is None:
+                self._parent = otel_context.get_current()
+            span = _tracer().start_span(
+                f"invoke_agent {node}", context=self._parent, kind=SpanKind.INTERNAL
+            )
+            if span.is_recording():
+                _set(
+                    span,
+                    {
+                        ATTR.OPERATION: "invoke_agent",
+                        ATTR.AGENT_NAME: node,
+                        ATTR.RUN_ID: self.run_id,
+                        ATTR.NODE: node,
+                    },
+                )
+            self._nodes[node] = span
+        return trace.set_span_in_context(span, self._parent)
+
+    @contextlib.contextmanager
+    def task(self, node: str, *, single: bool) -> Iterator[Span]:
+        """Make ``node``'s span current for one graph task (``single``: the node has only
+        this task, its span ends with it)."""
+        ctx = self.node(node)
+        token = otel_context.attach(ctx)
+        span = trace.get_current_span(ctx)
+        try:
+            yield span
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            otel_context.detach(token)
+            if single:
+                self.end(node)
+
+    def end(self, node: str) -> None:
+        span = self._nodes.pop(node, None)
+        if span is not None:
+            span.end()
+
+    def close(self) -> None:
+        for node in list(self._nodes):
+            self.end(node)
 
 
 # -- setup (CLI and server) -------------------------------------------------------------------
