@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..observe import RunTrace
 from ..tokens import estimate_prompt_tokens
 from ._models import FailedItem, Proposal, ProposalRequest
 from ._prompts import Prompts
@@ -85,6 +86,8 @@ class PipelineContext:
     proposal_tokens: int = 1400
     """Expected output tokens of one proposal; sizes ``max_tokens`` of synthesis calls."""
     extra: dict[str, Any] = field(default_factory=dict)
+    trace: RunTrace = field(default_factory=RunTrace)
+    """The run's node spans (no-op without an OpenTelemetry SDK)."""
 
     def model_for(self, node: str) -> str:
         """The model a node uses: the request's choice, else the default."""

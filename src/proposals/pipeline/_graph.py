@@ -20,6 +20,7 @@ from ._models import LENSES
 from ._retrieve import plan, retrieve
 from ._state import LensInput, PipelineState, SynthesisInput
 from ._synthesize import finish, synthesize
+from ._traced import traced
 
 __all__ = ["PipelineState", "build_graph"]
 
@@ -59,14 +60,14 @@ Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, Pipeli
 def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Graph:
     """The compiled proposal graph; pass a checkpointer to make runs resumable."""
     graph = StateGraph(PipelineState, context_schema=PipelineContext)
-    graph.add_node("retrieve", retrieve)
-    graph.add_node("analyze", analyze)
-    graph.add_node("plan", plan)
+    graph.add_node("retrieve", traced("retrieve", retrieve))
+    graph.add_node("analyze", traced("analyze", analyze))
+    graph.add_node("plan", traced("plan", plan))
     for lens in LENSES:
-        graph.add_node(lens, lens_node(lens))
-    graph.add_node("collect", collect)
-    graph.add_node("synthesize", synthesize)
-    graph.add_node("finish", finish)
+        graph.add_node(lens, traced(lens, lens_node(lens)))
+    graph.add_node("collect", traced("collect", collect))
+    graph.add_node("synthesize", traced("synthesize", synthesize))
+    graph.add_node("finish", traced("finish", finish))
     graph.add_edge(START, "retrieve")
     graph.add_edge("retrieve", "analyze")
     graph.add_conditional_edges("analyze", _after_analyze, ["plan", END])

@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 
 from ..errors import ProposalsError, RuntimeFailure
 from ..llm import Budget, ResponseCache
+from ..observe import run_span
 from ..pipeline import (
     FailedItem,
     Finding,
@@ -226,7 +227,15 @@ async def _invoke(
         # after every call has spent its retries.
         await services.gateway.check_connection()
         graph_input: PipelineState | None = None if resumed else {}
-        state = await graph.ainvoke(graph_input, config, context=context)
+        with run_span(
+            record.id,
+            countries=request.countries,
+            profiles=sorted({p.name for _, p in request.pairs()}),
+        ):
+            try:
+                state = await graph.ainvoke(graph_input, config, context=context)
+            finally:
+                context.trace.close()
         return _result(record.id, request, state, services, emitter, started)
     finally:
         unsubscribe()

@@ -1,0 +1,121 @@
+"""A real run traced end to end: the spans a loopback OTLP receiver gets, and their parents.
+
+The OpenTelemetry SDK is installed once for this session (a process has one global tracer
+provider), exporting over real HTTP to :class:`OTLPReceiver`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+
+from _otlp import OTLPReceiver, ReceivedSpan
+from proposals.config import Settings
+from proposals.embeddings import Embedder
+from proposals.observe import ATTR, TracingSetup, setup_tracing
+from proposals.pipeline import LENSES
+from proposals.runs import open_services
+from test_pipeline import (  # the sample-corpus fixtures, shared
+    _request,
+    _run,
+    corpus_settings,
+    corpus_template,
+    embedder,
+)
+
+__all__ = ["corpus_settings", "corpus_template", "embedder"]
+
+
+@pytest.fixture(scope="session")
+def otlp() -> Iterator[tuple[OTLPReceiver, TracingSetup]]:
+    with OTLPReceiver() as rx:
+        setup = setup_tracing(Settings(), environ={"OTEL_EXPORTER_OTLP_ENDPOINT": rx.url})
+        if setup is None:
+            pytest.skip("another tracer provider is installed in this process")
+        yield rx, setup
+
+
+def _spans_of_run(rx: OTLPReceiver, setup: TracingSetup, run_id: str) -> list[ReceivedSpan]:
+    setup.provider.force_flush()
+    rx.wait_for(
+        lambda spans: any(
+            s.name == "invoke_workflow proposals" and s.attributes.get(ATTR.RUN_ID) == run_id
+            for s in spans
+        )
+    )
+    root = next(
+        s
+        for s in rx.spans
+        if s.name == "invoke_workflow proposals" and s.attributes.get(ATTR.RUN_ID) == run_id
+    )
+    return [s for s in rx.spans if s.trace_id == root.trace_id]
+
+
+async def _traced_run(
+    settings: Settings, embedder: Embedder, otlp: Any
+) -> tuple[Any, list[ReceivedSpan], dict[str, Any]]:
+    rx, setup = otlp
+    async with open_services(settings, embedder=embedder) as svc:
+        result, _ = await _run(_request(), settings, svc)
+        stats = svc.simulator.stats()
+    return result, _spans_of_run(rx, setup, result.run_id), stats
+
+
+async def test_run_spans_nest_run_node_batch_call_with_genai_attributes(
+    corpus_settings: Settings, embedder: Embedder, otlp: Any
+) -> None:
+    result, spans, stats = await _traced_run(corpus_settings, embedder, otlp)
+    assert result.status == "completed"
+    by_id = {s.span_id: s for s in spans}
+    (root,) = [s for s in spans if s.parent_span_id == ""]
+    assert root.name == "invoke_workflow proposals"
+    assert root.attributes[ATTR.OPERATION] == "invoke_workflow"
+    assert sorted(root.attributes[ATTR.COUNTRY]) == ["AR", "BR"]
+    nodes = {s.attributes[ATTR.NODE]: s for s in spans if s.name.startswith("invoke_agent ")}
+    assert {"retrieve", "analyze", "plan", *LENSES, "synthesize"} <= set(nodes)
+    assert all(n.parent_span_id == root.span_id for n in nodes.values())
+    batches = [s for s in spans if s.name.startswith("batch ")]
+    for b in batches:
+        assert by_id[b.parent_span_id] is nodes[b.attributes[ATTR.NODE]]
+        assert b.attributes[ATTR.COUNTRY] in ("AR", "BR")
+    assert {b.attributes[ATTR.NODE] for b in batches} == {*LENSES, "synthesize"}
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    # every LLM call of the run is one client span, and its tokens are the provider's
+    assert len(chats) == result.usage.calls + result.usage.cached_calls
+    assert sum(c.attributes[ATTR.INPUT_TOKENS] for c in chats) == stats["prompt_tokens"]
+    assert sum(c.attributes[ATTR.OUTPUT_TOKENS] for c in chats) == stats["completion_tokens"]
+    for c in chats:
+        parent = by_id[c.parent_span_id]
+        node = c.attributes[ATTR.NODE]
+        assert parent.attributes[ATTR.NODE] == node
+        assert parent.name in (f"batch {node}", f"invoke_agent {node}")
+        assert c.kind == trace.SpanKind.CLIENT.value + 1  # OTLP numbering is the API's + 1
+        assert c.attributes[ATTR.OPERATION] == "chat"
+        assert c.attributes[ATTR.PROVIDER] == "proposals.simulator"
+        assert c.attributes[ATTR.REQUEST_MODEL] == corpus_settings.llm_model
+        assert c.attributes[ATTR.RESPONSE_MODEL]
+        assert c.attributes[ATTR.FINISH_REASONS] == ["stop"]
+        assert c.attributes[ATTR.RUN_ID] == result.run_id
+        assert c.attributes[ATTR.CACHE_HIT] is False
+        assert ATTR.RETRIES in c.attributes
+        assert ATTR.INPUT_MESSAGES not in c.attributes
+        assert ATTR.OUTPUT_MESSAGES not in c.attributes
+    # no span of the run carries the brief (prompt text) unless the user opted in
+    assert not any(
+        "savings and microinsurance" in str(v) for s in spans for v in s.attributes.values()
+    )
+
+
+async def test_prompt_text_only_when_opted_in(
+    corpus_settings: Settings, embedder: Embedder, otlp: Any
+) -> None:
+    settings = corpus_settings.model_copy(update={"trace_content": True})
+    _, spans, _ = await _traced_run(settings, embedder, otlp)
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    assert chats
+    for c in chats:
+        assert "savings and microinsurance" in c.attributes[ATTR.INPUT_MESSAGES]
+        assert c.attributes[ATTR.OUTPUT_MESSAGES].startswith('[{"role": "assistant"')
