@@ -287,15 +287,26 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
     }
 
 
-def _one(out_path: Path) -> None:
-    """One measurement in this process; its result is written to ``out_path``."""
+def _one(out_path: Path, tracing: str = "off") -> None:
+    """One measurement in this process; its result is written to ``out_path``.
+
+    ``tracing``: ``off`` (no SDK: the API's no-op spans), ``sdk`` (SDK recording spans, no
+    exporter) or ``export=URL`` (SDK exporting over OTLP HTTP to ``URL``), for bench/tracing.py.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for key in list(os.environ):
         if key.startswith(("OPENAI_", "AZURE_OPENAI_", "PROPOSALS_")):
             del os.environ[key]
+    from proposals.config import Settings
+    from proposals.observe import setup_tracing
     from proposals.simulator import SimulatorProcess
 
+    setup = None
+    if tracing != "off":
+        endpoint = tracing.partition("=")[2]
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if endpoint else {}
+        setup = setup_tracing(Settings(), environ=env, force_sdk=True)
     with (
         _RssSampler() as sampler,
         tempfile.TemporaryDirectory(prefix="proposals-bench-") as tmp,
@@ -303,6 +314,9 @@ def _one(out_path: Path) -> None:
     ):
         out = asyncio.run(_run(Path(tmp), sim.base_url, sim.profile, sampler))
         out["simulator_stats"] = sim.stats()
+    if setup is not None:
+        setup.shutdown()
+    out["tracing"] = tracing.partition("=")[0]
     out_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
 
@@ -361,7 +375,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        _one(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--one":
+        _one(Path(sys.argv[2]), *sys.argv[3:])
     else:
         raise SystemExit(main())
