@@ -6,7 +6,13 @@ provider), exporting over real HTTP to :class:`OTLPReceiver`.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,9 +109,67 @@ async def test_run_spans_nest_run_node_batch_call_with_genai_attributes(
         assert ATTR.RETRIES in c.attributes
         assert ATTR.INPUT_MESSAGES not in c.attributes
         assert ATTR.OUTPUT_MESSAGES not in c.attributes
+    # accounting: per node and per model, summing to the provider's own counters
+    by_node, by_model = result.usage_by_node, result.usage_by_model
+    assert {"analyze", *LENSES, "synthesize"} <= set(by_node)
+    assert sum(n.prompt_tokens for n in by_node.values()) == stats["prompt_tokens"]
+    assert sum(n.completion_tokens for n in by_node.values()) == stats["completion_tokens"]
+    assert sum(n.calls for n in by_node.values()) == result.usage.calls
+    assert result.usage.prompt_tokens == stats["prompt_tokens"]
+    assert result.usage.completion_tokens == stats["completion_tokens"]
+    assert stats["requests"] == stats["completed"] >= result.usage.calls
+    (model,) = by_model
+    assert model == corpus_settings.llm_model
+    assert by_model[model].prompt_tokens == stats["prompt_tokens"]
+    assert result.calls == len(chats)
+    assert all(n.wall_s > 0 for n in by_node.values())
     # no span of the run carries the brief (prompt text) unless the user opted in
     assert not any(
         "savings and microinsurance" in str(v) for s in spans for v in s.attributes.values()
+    )
+
+
+async def test_report_draws_every_node_of_a_stored_run(
+    corpus_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    async with open_services(corpus_settings, embedder=embedder) as svc:
+        result, _ = await _run(_request(), corpus_settings, svc)
+    png, out = tmp_path / "timeline.png", tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROPOSALS_", "OTEL_"))} | {
+        "PROPOSALS_DATABASE_URL": corpus_settings.database_url or "",
+        "PROPOSALS_DATA_DIR": str(corpus_settings.data_dir),
+    }
+    cli = Path(sys.executable).with_name("proposals")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(cli), "report", result.run_id, "--timeline", str(png), "--json", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    nodes_with_calls = ["analyze", *LENSES, "synthesize"]
+    assert f"timeline ({', '.join(nodes_with_calls)})" in done.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(out.read_text())
+    assert data["calls"] == result.calls
+    # rebuilt from the stored events, the accounting matches the run's own
+    assert data["usage_by_node"] == {k: v.model_dump() for k, v in result.usage_by_node.items()}
+    assert {c["node"] for c in data["timeline"]["calls"]} == set(nodes_with_calls)
+    for line in ("node", "analyze", "synthesize", "total"):
+        assert line in done.stderr
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [str(cli), "report", "nope", "--timeline", str(tmp_path / "x.txt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2
+    assert (
+        bad.stderr.strip() == f"error: --timeline must name a .png file, got {tmp_path / 'x.txt'}"
     )
 
 

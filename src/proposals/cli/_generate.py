@@ -16,12 +16,14 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..errors import InputError, validation_message
 from ..pipeline import (
+    ACCOUNTING_COLUMNS,
     LENSES,
     NODES,
     Profile,
     ProposalRequest,
     ProposalResult,
     RunOptions,
+    accounting_rows,
     load_profiles,
     render_markdown,
 )
@@ -450,8 +452,22 @@ def _summary(result: ProposalResult) -> None:
         f"{result.elapsed_s:.1f} s" + (" — SIMULATED text" if result.simulated else ""),
         file=sys.stderr,
     )
+    print_accounting(result.usage_by_node, "node")
     for f in result.failed[:20]:
         print(f"  failed: {f.node} {f.item}: {f.error_type}", file=sys.stderr)
+
+
+def print_accounting(by: dict[str, Any], title: str) -> None:
+    """A plain-text table of per-node (or per-model) accounting, to stderr."""
+    if not by:
+        return
+    rows = [[title, *ACCOUNTING_COLUMNS], *accounting_rows(by)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print("  " + "  ".join(cells), file=sys.stderr)
 
 
 class _Progress:

@@ -157,6 +157,11 @@ class UsageTotals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cached_tokens: int = 0
+    """Tokens of the calls answered from the cache (what the cache saved; not in the counts
+    above)."""
+    wall_s: float = 0.0
+    """Per node or model: seconds from its first call's start to its last call's end."""
 
     @property
     def total_tokens(self) -> int:
@@ -177,9 +182,10 @@ class UsageTally:
             setattr(self, name, getattr(begin, name))
 
     def add(self, usage: Usage) -> None:
-        """Count one answered call (a cache hit adds no tokens or cost)."""
+        """Count one answered call (a cache hit adds no tokens or cost, only cached tokens)."""
         if usage.cached:
             self.cached_calls += 1
+            self.cached_tokens += usage.total_tokens
             return
         self.calls += 1
         self.prompt_tokens += usage.prompt_tokens
@@ -207,6 +213,8 @@ class UsageTally:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    cached_tokens: int
+    wall_s: float
 
 
 class UsageLedger:

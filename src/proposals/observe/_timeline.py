@@ -31,6 +31,7 @@ class TimelineCall(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    cost_usd: float = 0.0
     outcome: Outcome = "open"
 
 
@@ -99,6 +100,7 @@ class TimelineBuilder:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         cached: bool = False,
+        cost_usd: float = 0.0,
     ) -> None:
         """One call event. Without ``call_id`` (events of older runs) a finishing event closes
         the oldest open call of its node."""
@@ -121,6 +123,7 @@ class TimelineBuilder:
             call.end_s = t
             call.prompt_tokens = prompt_tokens
             call.completion_tokens = completion_tokens
+            call.cost_usd = cost_usd
             call.outcome = "failed" if phase == "failed" else ("cached" if cached else "ok")
             self._open.pop(call.call_id, None)
 

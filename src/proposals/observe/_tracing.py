@@ -331,8 +331,6 @@ def setup_tracing(
     url, headers = _endpoint(settings, env)
     if not url and not force_sdk:
         return None
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return None
     protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
@@ -340,6 +338,8 @@ def setup_tracing(
         raise ConfigError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported; use http/protobuf"
         )
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider

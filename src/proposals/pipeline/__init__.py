@@ -27,9 +27,10 @@ from ._models import (
 )
 from ._prompts import PROMPT_NAMES, Prompts
 from ._render import finding_order
-from ._report import render_markdown
+from ._report import ACCOUNTING_COLUMNS, accounting_rows, render_markdown
 
 __all__ = [
+    "ACCOUNTING_COLUMNS",
     "LENSES",
     "NODES",
     "PROMPT_NAMES",
@@ -50,6 +51,7 @@ __all__ = [
     "RunStatus",
     "Theme",
     "UsageTotals",
+    "accounting_rows",
     "build_graph",
     "finding_order",
     "load_profiles",

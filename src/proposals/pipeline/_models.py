@@ -284,6 +284,12 @@ class ProposalResult(BaseModel):
     failed: list[FailedItem] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     usage: UsageTotals = Field(default_factory=UsageTotals)
+    calls: int = 0
+    """LLM calls the run made: answered, from the cache, and failed (``plan`` predicts it)."""
+    usage_by_node: dict[str, UsageTotals] = Field(default_factory=dict)
+    """Calls, retries, cache hits, tokens, cost and wall time of each node."""
+    usage_by_model: dict[str, UsageTotals] = Field(default_factory=dict)
+    """The same per model."""
     stop_reason: str | None = None
     elapsed_s: float = 0.0
 

@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+from ..llm import UsageTotals
 from ._models import Citation, ProposalResult
 
-__all__ = ["render_markdown"]
+__all__ = ["ACCOUNTING_COLUMNS", "accounting_rows", "render_markdown"]
+
+ACCOUNTING_COLUMNS = (
+    "calls",
+    "cached",
+    "failed",
+    "retries",
+    "tokens in",
+    "tokens out",
+    "cached tokens",
+    "cost $",
+    "wall s",
+)
+"""Columns of :func:`accounting_rows` after the row's name."""
+
+
+def accounting_rows(by: dict[str, UsageTotals]) -> list[list[str]]:
+    """One row of text cells per node or model (name first), then a total row."""
+
+    def cells(name: str, u: UsageTotals) -> list[str]:
+        return [
+            name,
+            str(u.calls),
+            str(u.cached_calls),
+            str(u.failed_calls),
+            str(u.retries),
+            f"{u.prompt_tokens:,}",
+            f"{u.completion_tokens:,}",
+            f"{u.cached_tokens:,}",
+            f"{u.cost_usd:.4f}",
+            f"{u.wall_s:.1f}",
+        ]
+
+    rows = [cells(name, u) for name, u in by.items()]
+    if len(by) > 1:
+        total = UsageTotals(
+            **{
+                field: sum(getattr(u, field) for u in by.values())
+                for field in UsageTotals.model_fields
+                if field != "wall_s"
+            }
+        )
+        rows.append([*cells("total", total)[:-1], ""])
+    return rows
+
 
 _SIMULATED = (
     "> **SIMULATED TEXT.** No language model wrote this report: the offline simulator built "
@@ -32,7 +77,7 @@ def render_markdown(result: ProposalResult) -> str:
         f"- Variables: {', '.join(f'{k}={v}' for k, v in sorted(req.variables.items())) or 'none'}",
         f"- Usage: {result.usage.calls} calls ({result.usage.cached_calls} cached), "
         f"{result.usage.prompt_tokens:,} tokens in, {result.usage.completion_tokens:,} out, "
-        f"${result.usage.cost_usd:.4f}; {result.elapsed_s:.1f} s",
+        f"${result.usage.cost_usd:.4f}; {result.calls} LLM calls in all; {result.elapsed_s:.1f} s",
         "",
     ]
     if result.themes:
@@ -68,6 +113,13 @@ def render_markdown(result: ProposalResult) -> str:
                 ]
                 lines += [f"- {_cite(c)}" for c in p.citations] or ["- (none)"]
                 lines.append("")
+    for title, by in (("node", result.usage_by_node), ("model", result.usage_by_model)):
+        if by:
+            lines += [f"## Accounting per {title}", ""]
+            lines.append("| " + " | ".join((title, *ACCOUNTING_COLUMNS)) + " |")
+            lines.append("|---" * (len(ACCOUNTING_COLUMNS) + 1) + "|")
+            lines += ["| " + " | ".join(row) + " |" for row in accounting_rows(by)]
+            lines.append("")
     if result.failed:
         lines += [
             "## Failures",

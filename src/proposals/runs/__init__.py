@@ -7,6 +7,7 @@ whose holder died is claimed again and resumed from its checkpoint. :func:`gener
 :func:`resume` run one run here, for scripts.
 """
 
+from ._accounting import CallLog, timeline_of, usage_by
 from ._events import (
     BatchFinished,
     BatchStarted,
@@ -33,6 +34,7 @@ __all__ = [
     "BatchFinished",
     "BatchStarted",
     "CallEvent",
+    "CallLog",
     "EventLog",
     "ItemFailed",
     "LeaseLost",
@@ -54,4 +56,6 @@ __all__ = [
     "open_services",
     "parse_event",
     "resume",
+    "timeline_of",
+    "usage_by",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 from .. import llm
 from ..errors import ProposalsError
 from ..pipeline import FailedItem, Proposal, ProposalResult, RunStatus, UsageTotals
+from ._accounting import CallLog
 from ._events import (
     BatchFinished,
     BatchStarted,
@@ -63,6 +64,8 @@ class RunEmitter:
         self._stored = start_seq
         """Seq of the last event known to be stored."""
         self._usage = llm.UsageTally(usage)
+        self.calls = CallLog(run_id)
+        """Every call of the run (timeline and per node / model accounting)."""
         # Batches in flight when a previous holder died are not in flight any more.
         self._progress: dict[str, dict[str, int]] = {
             node: {**p.model_dump(), "in_flight": 0} for node, p in (progress or {}).items()
@@ -228,6 +231,7 @@ class RunEmitter:
                 prompt_tokens=event.usage.prompt_tokens,
                 completion_tokens=event.usage.completion_tokens,
                 cached=event.cached,
+                cost_usd=event.usage.cost_usd,
             )
         elif isinstance(event, llm.CallFailed):
             self.in_flight = max(0, self.in_flight - 1)
@@ -236,7 +240,16 @@ class RunEmitter:
             extra["detail"] = f"{event.error_type}: {event.error}"
         else:  # pragma: no cover - a newer gateway event
             return
-        self.emit(CallEvent, node=event.node, phase=phase, in_flight=self.in_flight, **extra)
+        call = self.emit(
+            CallEvent,
+            node=event.node,
+            phase=phase,
+            in_flight=self.in_flight,
+            call_id=event.call_id,
+            model=event.model,
+            **extra,
+        )
+        self.calls.add(call)
 
     # -- pipeline reporter ---------------------------------------------------------------------
 

@@ -121,6 +121,11 @@ class CallEvent(_Event):
     detail: str | None = None
     in_flight: int = 0
     """Calls of this run in flight after this event."""
+    call_id: int | None = None
+    """The gateway's number of the call (pairs a call's events; the timeline's key)."""
+    model: str | None = None
+    cost_usd: float = 0.0
+    """Cost of a finished call at the price table's rates (0 for a cache hit)."""
 
 
 class ItemFailed(_Event):

@@ -42,6 +42,7 @@ from ..pipeline import (
     build_graph,
     finding_order,
 )
+from ._accounting import usage_by
 from ._emitter import RunEmitter
 from ._events import RunEvent, RunFinished, RunStarted
 from ._log import EventLog, LeaseLost
@@ -98,6 +99,9 @@ async def execute_run(
         progress=record.progress,
         on_cancel_requested=lambda: control.stop("cancel"),
     )
+    if record.last_seq:
+        for event in await log_.read(record.id):
+            emitter.calls.add(event)  # the timeline and accounting span every attempt
     writer = emitter.start()
     graph = asyncio.create_task(_invoke(services, record, lease, emitter), name=f"run-{record.id}")
     control.graph = graph
@@ -257,6 +261,7 @@ def _result(
     )
     failed = [FailedItem.model_validate(f) for f in state.get("failed") or []]
     stops = state.get("stops") or []
+    timeline = emitter.calls.timeline()
     status: RunStatus
     if stops:
         status = "stopped_budget"
@@ -279,6 +284,9 @@ def _result(
         failed=failed,
         warnings=list(dict.fromkeys(state.get("warnings") or [])),
         usage=emitter.usage,
+        calls=len(timeline.calls),
+        usage_by_node=usage_by(timeline, "node"),
+        usage_by_model=usage_by(timeline, "model"),
         stop_reason=stops[0] if stops else None,
         elapsed_s=round(time.monotonic() - started, 3),
     )
