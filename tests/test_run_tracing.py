@@ -24,15 +24,7 @@ from proposals.embeddings import Embedder
 from proposals.observe import ATTR, TracingSetup, setup_tracing
 from proposals.pipeline import LENSES
 from proposals.runs import open_services
-from test_pipeline import (  # the sample-corpus fixtures, shared
-    _request,
-    _run,
-    corpus_settings,
-    corpus_template,
-    embedder,
-)
-
-__all__ = ["corpus_settings", "corpus_template", "embedder"]
+from test_pipeline import _request, _run
 
 
 @pytest.fixture(scope="session")
