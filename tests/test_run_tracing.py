@@ -15,15 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import trace
 
 from _otlp import OTLPReceiver, ReceivedSpan
+from _server import serve_in_thread
+from proposals.client import ProposalsClient
 from proposals.config import Settings
 from proposals.embeddings import Embedder
 from proposals.observe import ATTR, TracingSetup, setup_tracing
 from proposals.pipeline import LENSES
 from proposals.runs import open_services
+from proposals.server import ServerOptions
 from test_pipeline import _request, _run
 
 
@@ -175,3 +179,28 @@ async def test_prompt_text_only_when_opted_in(
     for c in chats:
         assert "savings and microinsurance" in c.attributes[ATTR.INPUT_MESSAGES]
         assert c.attributes[ATTR.OUTPUT_MESSAGES].startswith('[{"role": "assistant"')
+
+
+async def test_timeline_endpoint_matches_the_run(
+    corpus_settings: Settings, embedder: Embedder
+) -> None:
+    options = ServerOptions(auth=False, workers=1, slots=2, heartbeat_s=1.0)
+    body = _request().model_dump(mode="json")
+    with serve_in_thread(corpus_settings, options, embedder=embedder) as live:
+        async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+            run_id = (await http.post("/v1/runs", json=body)).json()["id"]
+            async with ProposalsClient(live.url) as client, asyncio.timeout(300):
+                await client.wait(run_id)
+            result = (await http.get(f"/v1/runs/{run_id}/proposals")).json()
+            got = await http.get(f"/v1/runs/{run_id}/timeline")
+            assert got.status_code == 200, got.text
+            missing = await http.get("/v1/runs/nope/timeline")
+    data = got.json()
+    assert data["status"] == "completed"
+    assert data["calls"] == result["calls"] == len(data["timeline"]["calls"]) > 0
+    assert data["usage_by_node"] == result["usage_by_node"]
+    assert data["usage_by_model"] == result["usage_by_model"]
+    calls = data["timeline"]["calls"]
+    assert {c["node"] for c in calls} == {"analyze", *LENSES, "synthesize"}
+    assert all(c["outcome"] == "ok" and c["end_s"] >= c["start_s"] for c in calls)
+    assert missing.status_code == 404

@@ -1,5 +1,6 @@
-"""Runs of the caller's tenant: create (202 + Location at once), list, read, cancel, and the
-proposals of an ended run (JSON, or Markdown with ``Accept: text/markdown``)."""
+"""Runs of the caller's tenant: create (202 + Location at once), list, read, cancel, the
+proposals of an ended run (JSON, or Markdown with ``Accept: text/markdown``), and the timeline
+and accounting of its LLM calls."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from ..errors import NotFound
+from ..llm import UsageTotals
+from ..observe import Timeline
 from ..pipeline import ProposalRequest, ProposalResult, RunStatus, render_markdown
-from ..runs import RunManager, RunRecord
+from ..runs import RunManager, RunRecord, timeline_of, usage_by
 from ._auth import Tenant
 from ._state import state_of
 
@@ -23,6 +26,18 @@ router = APIRouter(prefix="/v1", tags=["runs"])
 class RunList(BaseModel):
     runs: list[RunRecord]
     """Newest first, without their results."""
+
+
+class RunTimeline(BaseModel):
+    """Every LLM call of a run so far, and the accounting folded from them."""
+
+    run_id: str
+    status: RunStatus
+    calls: int
+    """LLM calls made (answered, from the cache, failed, and still open)."""
+    usage_by_node: dict[str, UsageTotals]
+    usage_by_model: dict[str, UsageTotals]
+    timeline: Timeline
 
 
 def manager_of(request: Request) -> RunManager:
@@ -101,3 +116,19 @@ async def proposals(request: Request, tenant: Tenant, run_id: str) -> Response:
     if "text/markdown" in request.headers.get("accept", ""):
         return PlainTextResponse(render_markdown(record.result), media_type="text/markdown")
     return Response(record.result.model_dump_json(), media_type="application/json")
+
+
+@router.get("/runs/{run_id}/timeline", responses={404: {}})
+async def run_timeline(request: Request, tenant: Tenant, run_id: str) -> RunTimeline:
+    """Each LLM call's start, end, node, model, tokens, retries, cost and outcome (seconds
+    since the first call), with per-node and per-model totals; also for a run in progress."""
+    record = await _record(request, run_id, tenant)
+    timeline = timeline_of(run_id, await manager_of(request).log.read(run_id))
+    return RunTimeline(
+        run_id=run_id,
+        status=record.status,
+        calls=len(timeline.calls),
+        usage_by_node=usage_by(timeline, "node"),
+        usage_by_model=usage_by(timeline, "model"),
+        timeline=timeline,
+    )
