@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = ["IngestProgress", "ingest", "source_files"]
 log = logging.getLogger(__name__)
 
 _DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
+_SPLITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals-split")
 
 
 @dataclass(slots=True, frozen=True)
@@ -283,9 +285,11 @@ class _Run:
             self._tick(item.key, "relabelled")
             return
         try:
-            # Tokenizing a long document takes a while: not in the event loop.
-            chunks = await asyncio.to_thread(
-                split_blocks, item.loaded.blocks, self.chunk_tokens, self.overlap
+            # Tokenizing a long document takes a while: not in the event loop, and always in
+            # the same one thread (tiktoken keeps a regex cache per calling thread: a pool of
+            # threads would hold several).
+            chunks = await asyncio.get_running_loop().run_in_executor(
+                _SPLITTER, split_blocks, item.loaded.blocks, self.chunk_tokens, self.overlap
             )
             if not chunks:
                 raise IngestError(item.key, "no text left after splitting")
