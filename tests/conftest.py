@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated environment and one embedded PostgreSQL for the whole session.
+"""Shared fixtures: an isolated environment, one embedded PostgreSQL for the whole session, and
+the sample corpus ingested once (copied per test with ``CREATE DATABASE ... TEMPLATE``).
 
 Each test that asks for ``database`` gets a fresh, migrated database on that server, dropped
 afterwards, so tests never see each other's rows.
@@ -11,12 +12,17 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from proposals.config import Settings
 from proposals.db import Database
+from proposals.embeddings import Embedder, embedder_from_settings
+from proposals.ingest import ingest
+
+CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus"
 
 _KEEP = (
     "PATH",
@@ -83,3 +89,44 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """One loaded embedding model for the whole session."""
+    return embedder_from_settings(Settings())
+
+
+@pytest.fixture(scope="session")
+async def corpus_template(
+    pg_server: Any, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A database holding the ingested sample corpus, used only as a template."""
+    name = f"corpus_{uuid.uuid4().hex[:8]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("tpl"), database_url=pg_server.get_uri(name)
+    )
+    db = await Database.open(settings)
+    try:
+        report = await ingest([CORPUS], database=db, embedder=embedder)
+        assert not report.failed
+    finally:
+        await db.close()
+    return name
+
+
+@pytest.fixture
+def corpus_settings(pg_server: Any, corpus_template: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings on a fresh copy of the corpus database; the simulator answers at once."""
+    name = f"run_{uuid.uuid4().hex[:8]}"
+    pg_server.psql(f"CREATE DATABASE {name} TEMPLATE {corpus_template};")
+    yield Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_server.get_uri(name),
+        simulator_profile="unlimited",
+        llm_timeout_s=5,
+        llm_max_retries=6,
+    )
+    with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

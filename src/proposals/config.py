@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     attempt and every backoff between them."""
     simulator_profile: str = "tier1"
     """Profile of the offline simulator used when no provider is configured."""
+    simulator_url: str | None = None
+    """Base URL (``.../v1``) of a simulator already running (``proposals simulate``), used
+    instead of starting one per process: several workers then share one offline provider."""
     simulator_time_scale: float = Field(default=0.02, gt=0, le=10)
     """Wall seconds per simulated second for that simulator: 0.02 plays a provider's latency
     and rate-limit minute 50x faster (1.0 = real time)."""

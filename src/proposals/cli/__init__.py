@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
-_COMMAND_MODULES = ("_ingest", "_simulate", "_generate", "_runs", "_serve")
+_COMMAND_MODULES = ("_ingest", "_simulate", "_generate", "_runs", "_serve", "_worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,12 +29,11 @@ from ..runs import (
     NodeFinished,
     NodeStarted,
     RunEvent,
-    RunRegistry,
+    RunFinished,
+    RunManager,
     RunStarted,
     WarningEvent,
-    generate,
     open_services,
-    resume,
 )
 
 __all__ = ["register"]
@@ -245,6 +244,7 @@ def _find_corpus() -> Path:
 async def _execute(
     request: ProposalRequest | None, settings: Settings, args: argparse.Namespace, **kw: Any
 ) -> ProposalResult | None:
+    """Run (or resume, or rerun) here through a RunManager, showing its events live."""
     sim = {}
     if args.time_scale is not None and not settings.provider_configured:
         sim["time_scale"] = args.time_scale
@@ -256,29 +256,37 @@ async def _execute(
                 "Proposals will be SIMULATED text.",
                 file=sys.stderr,
             )
-        if getattr(args, "rerun", None):
-            record = await RunRegistry(services.database).get(args.rerun)
-            if record is None:
-                raise InputError(f"no run with id {args.rerun!r} (see 'proposals runs')")
-            request = record.request
-            print(f"re-running the request of run {args.rerun}", file=sys.stderr)
-        run = (
-            resume(args.resume, settings, services=services)
-            if request is None
-            else generate(request, settings, services=services)
-        )
-        async with run:
-            print(f"run id: {run.run_id}", file=sys.stderr)
+        async with await RunManager.open(settings, services=services) as manager:
+            after = 0
+            if args.resume:
+                record = await manager.resume(args.resume, run_here=True)
+                after = record.last_seq
+                if record.worker_id != manager.holder:
+                    print(
+                        f"run {record.id} is being executed by {record.worker_id}; following it",
+                        file=sys.stderr,
+                    )
+            elif args.rerun:
+                record = await manager.rerun(args.rerun, run_here=True)
+                print(f"re-running the request of run {args.rerun}", file=sys.stderr)
+            else:
+                assert request is not None
+                record = await manager.submit(request, run_here=True)
+            print(f"run id: {record.id}", file=sys.stderr)
+            finished: RunFinished | None = None
             with progress:
-                async for event in run.events():
+                async for event in manager.subscribe(record.id, after=after):
                     progress.update(event)
-            try:
-                result = await run.result()
-            except Exception as exc:
-                print(f"run {run.run_id} failed: {exc}", file=sys.stderr)
-                raise
-    _summary(result)
-    return result
+                    if isinstance(event, RunFinished):
+                        finished = event
+    assert finished is not None
+    if finished.result is None:
+        print(
+            f"run {record.id} {finished.status}: {finished.error or ''}".rstrip(), file=sys.stderr
+        )
+        return None
+    _summary(finished.result)
+    return finished.result
 
 
 def _summary(result: ProposalResult) -> None:

@@ -21,8 +21,8 @@ def register(subparsers: Any) -> None:
         help="list stored runs, or show one run's events",
         description="Without RUN_ID: the most recent runs with their status. With RUN_ID: that "
         "run's stored events in order (what a client that missed them would replay). "
-        "A run left 'running' or 'pending' by a stopped process continues with "
-        "'proposals generate --resume RUN_ID'.",
+        "A run left 'queued', 'running' by a stopped process, 'cancelled' or 'failed' "
+        "continues with 'proposals generate --resume RUN_ID' (or any 'proposals worker').",
     )
     p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="show this run's events")
     p.add_argument("-n", type=int, default=20, help="how many runs to list (default 20)")
@@ -62,7 +62,7 @@ async def _runs(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     print(f"{event.seq:>6}  {event.type:<14} {_event_line(event)}")
             return 0
-        records = await RunRegistry(database).list(limit=args.n)
+        records = await RunRegistry(database).list(limit=args.n, with_result=True)
     finally:
         await database.close()
     rows = [_summary(r) for r in records]

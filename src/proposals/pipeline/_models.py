@@ -47,7 +47,13 @@ LENSES: tuple[Lens, ...] = ("market_fit", "regulation", "feasibility", "position
 NODES: tuple[str, ...] = ("retrieve", "analyze", "plan", *LENSES, "synthesize")
 """Every node of the graph that reports progress, in flow order."""
 RunStatus = Literal[
-    "pending", "running", "completed", "completed_with_errors", "stopped_budget", "failed"
+    "queued",
+    "running",
+    "completed",
+    "completed_with_errors",
+    "stopped_budget",
+    "cancelled",
+    "failed",
 ]
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 

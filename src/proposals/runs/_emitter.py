@@ -1,19 +1,21 @@
-"""The run's event emitter: numbers events, tracks usage, feeds live listeners and the log.
+"""The run's event emitter: numbers events, tracks usage and progress, stores, then publishes.
 
 It implements the pipeline's ``Reporter`` and listens to the gateway's call events for its
-run. Emitting never blocks and never awaits: events go to an in-memory queue for live
-consumers and to a buffer that :meth:`RunEmitter.writer` flushes to PostgreSQL in batches.
+run. :meth:`RunEmitter.emit` never blocks and never awaits: events wait in a buffer that the
+writer task stores in PostgreSQL (one fenced transaction per batch, see
+:class:`~proposals.runs._log.EventLog`) and only then hands to ``publish``, so nobody ever sees
+an event that is not in the log. The batch is whatever accumulated during the previous write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import llm
-from ..pipeline import FailedItem, Proposal, UsageTotals
+from ..pipeline import FailedItem, Proposal, ProposalResult, RunStatus, UsageTotals
 from ._events import (
     BatchFinished,
     BatchStarted,
@@ -23,30 +25,50 @@ from ._events import (
     NodeStarted,
     ProposalEvent,
     RunEvent,
+    RunFinished,
     WarningEvent,
 )
-from ._store import EventLog
+from ._log import EventLog
+from ._store import Lease, NodeProgress
 
 __all__ = ["RunEmitter"]
 
-log = logging.getLogger(__name__)
-_FLUSH_EVERY_S = 0.25
-_FLUSH_AT = 200
+Publish = Callable[[Sequence[RunEvent]], None]
 
 
 class RunEmitter:
-    """Event source of one run. ``emit`` is synchronous; ``writer()`` persists in the background."""
+    """Event source of one run held under ``lease``: ``emit`` is synchronous; a writer task
+    (:meth:`start`) stores and publishes; :meth:`finish` stores the terminal event with the
+    run's final status in one transaction."""
 
-    def __init__(self, run_id: str, log_: EventLog | None, *, start_seq: int = 0) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        log: EventLog,
+        lease: Lease,
+        publish: Publish,
+        start_seq: int = 0,
+        usage: UsageTotals | None = None,
+        progress: Mapping[str, NodeProgress] | None = None,
+        on_cancel_requested: Callable[[], None] | None = None,
+    ) -> None:
         self.run_id = run_id
-        self._log = log_
+        self._log = log
+        self._lease = lease
+        self._publish = publish
+        self._on_cancel = on_cancel_requested
         self._seq = start_seq
-        self._usage = llm.UsageTally()
+        self._usage = llm.UsageTally(usage)
+        # Batches in flight when a previous holder died are not in flight any more.
+        self._progress: dict[str, dict[str, int]] = {
+            node: {**p.model_dump(), "in_flight": 0} for node, p in (progress or {}).items()
+        }
         self.in_flight = 0
-        self.queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._pending: list[RunEvent] = []
         self._wake = asyncio.Event()
-        self._closed = False
+        self._stop = False
+        self._writer: asyncio.Task[None] | None = None
 
     # -- core ----------------------------------------------------------------------------------
 
@@ -55,47 +77,111 @@ class RunEmitter:
         """Usage of the run so far."""
         return self._usage.snapshot()
 
-    def restore_usage(self, usage: UsageTotals) -> None:
-        """Continue counting from a resumed run's last known usage."""
-        self._usage = llm.UsageTally(usage)
+    @property
+    def progress(self) -> dict[str, NodeProgress]:
+        """Progress per node so far."""
+        return {node: NodeProgress(**p) for node, p in self._progress.items()}
 
     @property
     def seq(self) -> int:
         return self._seq
 
     def emit(self, event_type: type[Any], **fields: Any) -> RunEvent:
-        """Number, stamp with usage, and publish one event."""
+        """Number, stamp with usage, and queue one event for storing and publishing."""
         self._seq += 1
         event = event_type(run_id=self.run_id, seq=self._seq, usage=self.usage, **fields)
-        self.queue.put_nowait(event)
+        self._track(event)
         self._pending.append(event)
-        if len(self._pending) >= _FLUSH_AT:
-            self._wake.set()
+        self._wake.set()
         return event
 
-    async def writer(self) -> None:
-        """Flush events to the log until :meth:`close`; run it in the run's task group."""
+    def _track(self, event: RunEvent) -> None:
+        node = getattr(event, "node", None)
+        if isinstance(event, ItemFailed):
+            node = event.failure.node
+        if node is None or isinstance(event, CallEvent | WarningEvent):
+            return
+        p = self._progress.setdefault(node, {"total": 0, "done": 0, "in_flight": 0, "failed": 0})
+        if isinstance(event, NodeStarted):
+            p["total"] = event.total
+        elif isinstance(event, BatchStarted):
+            p["in_flight"] += 1
+        elif isinstance(event, BatchFinished):
+            p["in_flight"] = max(0, p["in_flight"] - 1)
+            p["done"] += 1
+        elif isinstance(event, ItemFailed):
+            p["failed"] += 1
+        elif isinstance(event, NodeFinished) and not p["done"]:
+            p["done"] = event.done  # nodes without batches (retrieve, plan) count at the end
+
+    # -- storing -------------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the writer task; it ends (or raises, e.g. ``LeaseLost``) as the run ends."""
+        self._writer = asyncio.create_task(self._write_loop(), name=f"events-{self.run_id}")
+        return self._writer
+
+    async def _write_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _FLUSH_EVERY_S)
+            await self._wake.wait()
             self._wake.clear()
-            await self.flush()
-            if self._closed:
-                await self.flush()
+            if self._stop:
                 return
+            await self._flush()
+
+    async def _flush(
+        self, final: tuple[RunStatus, ProposalResult | None, str | None] | None = None
+    ) -> None:
+        batch, self._pending = self._pending, []
+        usage = batch[-1].usage if batch else self.usage
+        try:
+            cancel = await self._log.append(
+                self._lease, batch, usage=usage, progress=self.progress, final=final
+            )
+        except BaseException:
+            self._pending[:0] = batch  # not stored: kept for the next (terminal) write
+            raise
+        if batch:
+            self._publish(batch)
+        if cancel and self._on_cancel is not None:
+            self._on_cancel()
+
+    async def stop(self) -> None:
+        """Stop the writer after its current write (events not yet stored stay buffered)."""
+        self._stop = True
+        self._wake.set()
+        if self._writer is not None:
+            # The writer's error, if any, was seen by the run (it watches the task).
+            with contextlib.suppress(Exception):
+                await self._writer
 
     async def flush(self) -> None:
-        """Write buffered events now."""
-        if not self._pending or self._log is None:
-            self._pending.clear()
-            return
-        batch, self._pending = self._pending, []
-        await self._log.append(batch)
+        """Store what is buffered now (the writer must be stopped)."""
+        await self._flush()
 
-    def close(self) -> None:
-        """Let :meth:`writer` finish after its last flush."""
-        self._closed = True
-        self._wake.set()
+    async def finish(
+        self,
+        status: RunStatus,
+        *,
+        result: ProposalResult | None = None,
+        error: str | None = None,
+        elapsed_s: float = 0.0,
+    ) -> RunFinished:
+        """Stop the writer, then store every buffered event, the ``run_finished`` event and
+        the final status in one transaction, and publish them."""
+        await self.stop()
+        event = self.emit(
+            RunFinished,
+            status=status,
+            proposals=len(result.proposals) if result else 0,
+            failed=len(result.failed) if result else 0,
+            elapsed_s=round(elapsed_s, 3),
+            result=result,
+            error=error,
+        )
+        assert isinstance(event, RunFinished)
+        await self._flush(final=(status, result, error))
+        return event
 
     # -- gateway call events -------------------------------------------------------------------
 

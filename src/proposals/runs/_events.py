@@ -52,6 +52,10 @@ class RunStarted(_Event):
     provider: str
     simulated: bool
     resumed: bool = False
+    worker_id: str | None = None
+    """The holder running it from here on (a worker, or the process that started it)."""
+    attempt: int = 1
+    """Which claim of the run this is: above 1 after a resume."""
 
 
 class RunFinished(_Event):

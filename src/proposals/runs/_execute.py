@@ -1,32 +1,30 @@
-"""Running the proposal graph: ``generate`` (new run) and ``resume`` (after a restart).
+"""Executing one held run: the proposal graph, its events, and an end on every exit path.
 
-```python
-async with generate(request, settings) as run:     # the run starts here, in a task group
-    async for event in run.events():               # live typed events, ending with run_finished
-        ...
-result = await run.result()                        # ProposalResult (also on the last event)
-```
+:func:`execute_run` runs the LangGraph graph of a run this process holds a lease on. The
+graph is checkpointed in PostgreSQL with thread id = run id: a run claimed again after its
+holder died resumes from the last checkpoint (finished tasks are not run again; answered calls
+come from the response cache), and its event seqs continue from the last stored one.
 
-A run has an id at once (``run.run_id``); its events are numbered and stored in PostgreSQL,
-its graph state is checkpointed with thread id = run id, so :func:`resume` continues a run
-a previous process left unfinished. Leaving the ``async with`` waits for the run to end;
-leaving it with an exception (or cancellation) cancels the run.
+Whatever happens, a run that this process still holds ends with a stored ``run_finished``
+event and a final status in one transaction: ``completed``, ``completed_with_errors``,
+``stopped_budget`` (from the result), ``cancelled`` (asked for), ``failed`` (an exception, or
+events that could not be stored). Two exits write no end: the lease was lost (another holder
+has the run now) and this process shutting down (the run goes back to the queue).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from ..config import Settings
-from ..errors import InputError, ProposalsError, RuntimeFailure
+from ..errors import ProposalsError, RuntimeFailure
 from ..llm import Budget
 from ..pipeline import (
     FailedItem,
@@ -44,196 +42,165 @@ from ..pipeline import (
 )
 from ._emitter import RunEmitter
 from ._events import RunEvent, RunFinished, RunStarted
-from ._services import Services, open_services
-from ._store import EventLog, RunRegistry
+from ._log import EventLog, LeaseLost
+from ._services import Services
+from ._store import Lease, RunRecord
 
-__all__ = ["Run", "generate", "resume"]
+__all__ = ["RunControl", "execute_run"]
+
+log = logging.getLogger(__name__)
 
 _RECURSION_LIMIT = 64
 
 
-class Run:
-    """A running (or finished) generation. Use through :func:`generate` / :func:`resume`."""
+@dataclass
+class RunControl:
+    """How this process stops a run it holds: why, and the graph task to cancel."""
 
-    def __init__(
-        self,
-        request: ProposalRequest | None,
-        settings: Settings,
-        *,
-        services: Services | None,
-        run_id: str | None,
-        resuming: bool,
-        service_options: dict[str, Any],
-    ) -> None:
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.request = request
-        self._settings = settings
-        self._services = services
-        self._resuming = resuming
-        self._service_options = service_options
-        self._stack = contextlib.AsyncExitStack()
-        self._emitter: RunEmitter | None = None
-        self._task: asyncio.Task[ProposalResult | None] | None = None
-        self._error: BaseException | None = None
-        self._result: ProposalResult | None = None
-        self._ready = asyncio.Event()
+    reason: str | None = None
+    """``cancel`` (asked for), ``lost`` (lease gone) or ``writer`` (events not storable)."""
+    graph: asyncio.Task[ProposalResult] | None = field(default=None, repr=False)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.graph is not None and not self.graph.done():
+            self.graph.cancel()
 
-    async def __aenter__(self) -> Self:
-        await self._stack.__aenter__()
-        try:
-            if self._services is None:
-                self._services = await self._stack.enter_async_context(
-                    open_services(self._settings, **self._service_options)
-                )
-            services = self._services
-            registry = RunRegistry(services.database)
-            log = EventLog(services.database)
-            start_seq = 0
-            if self._resuming:
-                record = await registry.get(self.run_id)
-                if record is None:
-                    raise InputError(f"no run with id {self.run_id!r} to resume")
-                self.request = record.request
-                start_seq = await log.last_seq(self.run_id)
-            else:
-                if self.request is None:
-                    raise InputError("generate needs a request")
-                await registry.create(self.run_id, self.request)
-            self._emitter = RunEmitter(self.run_id, log, start_seq=start_seq)
-            if start_seq:
-                last = await log.read(self.run_id, after=start_seq - 1)
-                if last:
-                    self._emitter.restore_usage(last[-1].usage)
-            group = await self._stack.enter_async_context(asyncio.TaskGroup())
-            group.create_task(self._emitter.writer())
-            self._task = group.create_task(self._execute(services, registry))
-        except BaseException:
-            await self._stack.__aexit__(None, None, None)
-            raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        if exc is not None and self._task is not None and not self._task.done():
-            self._task.cancel()
-        # The caller's exception is theirs: it propagates unchanged after the run's tasks
-        # are finished or cancelled, rather than being wrapped by the task group.
-        await self._stack.__aexit__(None, None, None)
+async def execute_run(
+    services: Services,
+    record: RunRecord,
+    lease: Lease,
+    *,
+    log_: EventLog,
+    publish: Callable[[Sequence[RunEvent]], None],
+    release: Callable[[Lease], Awaitable[Any]],
+    control: RunControl,
+) -> RunFinished | None:
+    """Run ``record`` under ``lease`` to its end; the stored ``run_finished`` event, or
+    ``None`` when the lease was lost or the end could not be stored.
+
+    Cancelling this coroutine (process shutdown) stores what is buffered and gives the run
+    back to the queue, where any worker resumes it.
+    """
+    started = time.monotonic()
+    emitter = RunEmitter(
+        record.id,
+        log=log_,
+        lease=lease,
+        publish=publish,
+        start_seq=record.last_seq,
+        usage=record.usage,
+        progress=record.progress,
+        on_cancel_requested=lambda: control.stop("cancel"),
+    )
+    writer = emitter.start()
+    graph = asyncio.create_task(_invoke(services, record, lease, emitter), name=f"run-{record.id}")
+    control.graph = graph
+    if record.cancel_requested:
+        control.stop("cancel")
+    try:
+        await asyncio.wait({graph, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not graph.done():  # the writer died: events cannot be stored
+            error = writer.exception()
+            control.stop("lost" if isinstance(error, LeaseLost) else "writer")
+            await asyncio.wait({graph})
+    except asyncio.CancelledError:
+        graph.cancel()
+        await emitter.stop()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({graph})
+            await emitter.flush()
+            await release(lease)
+        raise
+    if control.reason == "lost":
+        await emitter.stop()
+        return None
+    status, result, error_text = _outcome(record.id, graph, writer, control)
+    try:
+        return await emitter.finish(
+            status, result=result, error=error_text, elapsed_s=time.monotonic() - started
+        )
+    except LeaseLost:
+        return None
+    except ProposalsError as exc:
+        # The end cannot be stored: the lease expires and another holder resumes the run.
+        log.error("run %s: could not store its end (%s); its lease will expire", record.id, exc)
         return None
 
-    # -- consumer API --------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[RunEvent]:
-        """Live events of this run, ending with ``run_finished``."""
-        assert self._emitter is not None, "use the run inside 'async with'"
-        while True:
-            event = await self._emitter.queue.get()
-            yield event
-            if isinstance(event, RunFinished):
-                return
+def _outcome(
+    run_id: str,
+    graph: asyncio.Task[ProposalResult],
+    writer: asyncio.Task[None],
+    control: RunControl,
+) -> tuple[RunStatus, ProposalResult | None, str | None]:
+    if graph.cancelled():
+        if control.reason == "writer":
+            cause = writer.exception() if writer.done() and not writer.cancelled() else None
+            return "failed", None, f"run {run_id} failed: its events could not be stored: {cause}"
+        return "cancelled", None, None
+    exc = graph.exception()
+    if exc is None:
+        result = graph.result()
+        return result.status, result, None
+    if not isinstance(exc, ProposalsError):
+        error = RuntimeFailure(f"run {run_id} failed: {type(exc).__name__}: {exc}")
+        log.error("run %s failed", run_id, exc_info=exc)
+        return "failed", None, str(error)
+    return "failed", None, str(exc)
 
-    async def result(self) -> ProposalResult:
-        """Wait for the end of the run; its result (raises if the run itself crashed)."""
-        assert self._task is not None, "use the run inside 'async with'"
-        await asyncio.wait({self._task})
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
 
-    @property
-    def in_flight(self) -> int:
-        """LLM calls of this run in flight now."""
-        return self._emitter.in_flight if self._emitter else 0
-
-    # -- the run ------------------------------------------------------------------------------
-
-    async def _execute(self, services: Services, registry: RunRegistry) -> ProposalResult | None:
-        emitter = self._emitter
-        assert emitter is not None and self.request is not None
-        request = self.request
-        settings = self._settings
-        started = time.monotonic()
-        opts = request.options
-        budget = (
-            Budget(max_tokens=opts.max_tokens, max_cost=opts.max_cost_usd)
-            if opts.max_tokens or opts.max_cost_usd
-            else None
+async def _invoke(
+    services: Services, record: RunRecord, lease: Lease, emitter: RunEmitter
+) -> ProposalResult:
+    request = record.request
+    settings = services.settings
+    started = time.monotonic()
+    opts = request.options
+    budget = (
+        Budget(max_tokens=opts.max_tokens, max_cost=opts.max_cost_usd)
+        if opts.max_tokens or opts.max_cost_usd
+        else None
+    )
+    if budget is not None:
+        budget.used_tokens = emitter.usage.total_tokens
+        budget.used_cost = emitter.usage.cost_usd
+    context = PipelineContext(
+        run_id=record.id,
+        request=request,
+        gateway=services.gateway,
+        store=services.store,
+        prompts=Prompts(settings.prompts_dir),
+        default_model=services.gateway.config.model,
+        context_window=opts.context_window or settings.context_window,
+        output_reserve=opts.output_reserve or settings.output_reserve,
+        reporter=emitter,
+        budget=budget,
+    )
+    graph = build_graph(services.checkpointer)
+    config = RunnableConfig(configurable={"thread_id": record.id}, recursion_limit=_RECURSION_LIMIT)
+    snapshot = await graph.aget_state(config)
+    resumed = bool(snapshot.values or snapshot.next)
+    unsubscribe = services.gateway.subscribe(record.id, emitter.on_call)
+    try:
+        emitter.emit(
+            RunStarted,
+            countries=request.countries,
+            pairs=len(request.pairs()),
+            themes=opts.themes,
+            provider=services.provider,
+            simulated=services.simulated,
+            resumed=resumed or lease.attempt > 1,
+            worker_id=lease.holder,
+            attempt=lease.attempt,
         )
-        if budget is not None:
-            budget.used_tokens = emitter.usage.total_tokens
-            budget.used_cost = emitter.usage.cost_usd
-        context = PipelineContext(
-            run_id=self.run_id,
-            request=request,
-            gateway=services.gateway,
-            store=services.store,
-            prompts=Prompts(settings.prompts_dir),
-            default_model=services.gateway.config.model,
-            context_window=opts.context_window or settings.context_window,
-            output_reserve=opts.output_reserve or settings.output_reserve,
-            reporter=emitter,
-            budget=budget,
-        )
-        graph = build_graph(services.checkpointer)
-        config = RunnableConfig(
-            configurable={"thread_id": self.run_id}, recursion_limit=_RECURSION_LIMIT
-        )
-        unsubscribe = services.gateway.subscribe(self.run_id, emitter.on_call)
-        try:
-            emitter.emit(
-                RunStarted,
-                countries=request.countries,
-                pairs=len(request.pairs()),
-                themes=opts.themes,
-                provider=services.provider,
-                simulated=services.simulated,
-                resumed=self._resuming,
-            )
-            await registry.set_status(self.run_id, "running")
-            graph_input: PipelineState | None = {}
-            if self._resuming:
-                snapshot = await graph.aget_state(config)
-                graph_input = None if snapshot.values or snapshot.next else {}
-            state = await graph.ainvoke(graph_input, config, context=context)
-            result = _result(self.run_id, request, state, services, emitter, started)
-            await registry.set_status(self.run_id, result.status, result=result)
-            self._result = result
-            emitter.emit(
-                RunFinished,
-                status=result.status,
-                proposals=len(result.proposals),
-                failed=len(result.failed),
-                elapsed_s=result.elapsed_s,
-                result=result,
-            )
-            return result
-        except Exception as exc:
-            error: BaseException = exc
-            if not isinstance(exc, ProposalsError):
-                error = RuntimeFailure(f"run {self.run_id} failed: {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-            self._error = error
-            with contextlib.suppress(ProposalsError):
-                await registry.set_status(self.run_id, "failed", error=str(error))
-            emitter.emit(
-                RunFinished,
-                status="failed",
-                proposals=0,
-                failed=0,
-                elapsed_s=time.monotonic() - started,
-                error=str(error),
-            )
-            return None
-        finally:
-            unsubscribe()
-            emitter.close()
+        graph_input: PipelineState | None = None if resumed else {}
+        state = await graph.ainvoke(graph_input, config, context=context)
+        return _result(record.id, request, state, services, emitter, started)
+    finally:
+        unsubscribe()
 
 
 def _result(
@@ -276,50 +243,4 @@ def _result(
         usage=emitter.usage,
         stop_reason=stops[0] if stops else None,
         elapsed_s=round(time.monotonic() - started, 3),
-    )
-
-
-def generate(
-    request: ProposalRequest,
-    settings: Settings,
-    *,
-    services: Services | None = None,
-    run_id: str | None = None,
-    **service_options: Any,
-) -> Run:
-    """Start generating proposals for ``request``: ``async with generate(...) as run``.
-
-    ``services`` shares already-open services (database, gateway...) between runs; without
-    it they are opened from ``settings`` for this run (``service_options`` go to
-    :func:`open_services`).
-    """
-    return Run(
-        request,
-        settings,
-        services=services,
-        run_id=run_id,
-        resuming=False,
-        service_options=service_options,
-    )
-
-
-def resume(
-    run_id: str,
-    settings: Settings,
-    *,
-    services: Services | None = None,
-    **service_options: Any,
-) -> Run:
-    """Continue run ``run_id`` from its last checkpoint (same use as :func:`generate`).
-
-    Calls already answered are served by the response cache; finished graph steps are not
-    repeated.
-    """
-    return Run(
-        None,
-        settings,
-        services=services,
-        run_id=run_id,
-        resuming=True,
-        service_options=service_options,
     )

@@ -74,6 +74,8 @@ async def open_services(
         store = Store(database, embedder)
         overrides = dict(gateway_overrides or {})
         simulator = None
+        if simulator_url is None and not settings.provider_configured:
+            simulator_url = settings.simulator_url
         if simulator_url is not None:
             overrides.update(base_url=simulator_url, api_key="simulator", simulated=True)
             simulated = True
