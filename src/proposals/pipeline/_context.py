@@ -76,6 +76,8 @@ class PipelineContext:
     output_reserve: int
     reporter: Reporter = field(default_factory=NullReporter)
     budget: Budget | None = None
+    tenant: str = "local"
+    """The tenant the run belongs to: its searches see only that tenant's documents."""
     finding_tokens: int = 110
     """Expected output tokens of one finding; sizes ``max_tokens`` of lens calls."""
     findings_per_item: int = 12

@@ -178,6 +178,7 @@ async def _invoke(
         output_reserve=opts.output_reserve or settings.output_reserve,
         reporter=emitter,
         budget=budget,
+        tenant=record.tenant,
     )
     graph = build_graph(services.checkpointer)
     config = RunnableConfig(configurable={"thread_id": record.id}, recursion_limit=_RECURSION_LIMIT)
