@@ -117,7 +117,9 @@ async def test_cancel_ends_running_run_and_cancels_its_calls(
     # Calls take 30 s (real-time latency): the run is cancelled with calls in flight.
     async with (
         open_services(
-            corpus_settings, embedder=embedder, simulator_overrides={"time_scale": 1.0, "ttft_s": 30.0}
+            corpus_settings,
+            embedder=embedder,
+            simulator_overrides={"time_scale": 1.0, "ttft_s": 30.0},
         ) as svc,
         await RunManager.open(corpus_settings, services=svc) as manager,
         await RunManager.open(corpus_settings) as other,
@@ -140,11 +142,13 @@ async def test_cancel_ends_running_run_and_cancels_its_calls(
     assert started == len(ended)
     assert any(e.phase == "failed" and "CancelledError" in (e.detail or "") for e in ended)
     # a cancelled run can be resumed from its checkpoint
-    async with open_services(corpus_settings, embedder=embedder) as svc:
-        async with await RunManager.open(corpus_settings, services=svc) as manager:
-            resumed = await manager.resume(record.id, run_here=True)
-            assert resumed.attempts == 2
-            tail = await _collect(manager.subscribe(record.id, after=len(events)))
+    async with (
+        open_services(corpus_settings, embedder=embedder) as svc,
+        await RunManager.open(corpus_settings, services=svc) as manager,
+    ):
+        resumed = await manager.resume(record.id, run_here=True)
+        assert resumed.attempts == 2
+        tail = await _collect(manager.subscribe(record.id, after=len(events)))
     assert tail[0].type == "run_started" and tail[0].resumed
     assert isinstance(tail[-1], RunFinished) and tail[-1].status == "completed"
 
