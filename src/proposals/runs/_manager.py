@@ -278,15 +278,7 @@ class RunManager:
                 return record
 
     async def _end_unheld(self, record: RunRecord, where: str) -> bool:
-        event = RunFinished(
-            run_id=record.id,
-            seq=record.last_seq + 1,
-            usage=record.usage,
-            status="cancelled",
-            proposals=0,
-            failed=0,
-            elapsed_s=0.0,
-        )
+        event = _end_event(record, "cancelled")
         if not await self.log.end_unheld(record.id, record.tenant, event, where=where):
             return False
         self.hub.publish(record.id, [event])
@@ -336,16 +328,7 @@ class RunManager:
                 del self._held[record.id]
 
     async def _fail_unstarted(self, record: RunRecord, lease: Lease, error: str) -> None:
-        event = RunFinished(
-            run_id=record.id,
-            seq=record.last_seq + 1,
-            usage=record.usage,
-            status="failed",
-            proposals=0,
-            failed=0,
-            elapsed_s=0.0,
-            error=error,
-        )
+        event = _end_event(record, "failed", error)
         await self.log.append(
             lease,
             [event],
@@ -391,3 +374,17 @@ class RunManager:
     def running(self) -> int:
         """Runs this process executes now."""
         return len(self._held)
+
+
+def _end_event(record: RunRecord, status: RunStatus, error: str | None = None) -> RunFinished:
+    """The ``run_finished`` event of a run that ends without having run (further) here."""
+    return RunFinished(
+        run_id=record.id,
+        seq=record.last_seq + 1,
+        usage=record.usage,
+        status=status,
+        proposals=0,
+        failed=0,
+        elapsed_s=0.0,
+        error=error,
+    )
