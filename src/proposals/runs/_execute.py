@@ -171,7 +171,7 @@ async def _invoke(
         run_id=record.id,
         request=request,
         gateway=services.gateway,
-        store=services.store,
+        store=services.store.for_tenant(record.tenant),
         prompts=Prompts(settings.prompts_dir),
         default_model=services.gateway.config.model,
         context_window=opts.context_window or settings.context_window,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -24,6 +25,9 @@ from ..llm import GatewayConfig, LLMGateway, ResponseCache
 from ..store import Store
 
 __all__ = ["Services", "open_services"]
+
+_SETUP_LOCK = 0x70726F71
+"""Advisory lock key serialising the checkpointer's table setup across processes."""
 
 
 @dataclass
@@ -136,7 +140,11 @@ async def _checkpointer(stack: contextlib.AsyncExitStack, url: str) -> AsyncPost
     stack.push_async_callback(pool.close)
     saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
     try:
-        await saver.setup()
+        # Processes starting together (several workers) would deadlock in LangGraph's own
+        # migrations (CREATE INDEX CONCURRENTLY); one at a time, under an advisory lock.
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
+            await lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+            await saver.setup()
     except Exception as exc:
         raise DatabaseError(f"could not set up the checkpoint tables: {exc}") from exc
     return saver
