@@ -185,3 +185,40 @@ async def test_resume_refuses_a_completed_run(manager: RunManager) -> None:
         await manager.resume(record.id)
     with pytest.raises(NotFound, match="no run with id"):
         await manager.resume("nope")
+
+
+async def test_events_that_cannot_be_stored_end_the_run_failed(
+    corpus_settings: Settings, manager: RunManager
+) -> None:
+    # Mid-run, the log starts refusing 'call' events (a real failed INSERT): the writer dies,
+    # the run is stopped and ends 'failed' with its terminal event right after the last stored
+    # one; a subscriber ends instead of waiting forever.
+    record = await manager.submit(_request(), run_here=True)
+    seen: list[RunEvent] = []
+    async with asyncio.timeout(DEADLINE_S):
+        async for event in manager.subscribe(record.id):
+            seen.append(event)
+            if event.type == "node_started":
+                async with manager.database.pool.connection() as conn:
+                    await conn.execute(
+                        "ALTER TABLE run_events ADD CONSTRAINT no_calls"
+                        " CHECK (type <> 'call') NOT VALID"
+                    )
+    final = await manager.get(record.id)
+    stored = await manager.log.read(record.id)
+    assert final is not None and final.status == "failed"
+    assert final.error and "could not be stored" in final.error
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert [e.model_dump() for e in seen] == [e.model_dump() for e in stored]
+    assert isinstance(stored[-1], RunFinished) and stored[-1].status == "failed"
+    assert final.last_seq == stored[-1].seq
+
+
+async def test_subscribers_only_ever_see_stored_events(manager: RunManager) -> None:
+    record = await manager.submit(_request(themes=1, proposals_per_pair=1), run_here=True)
+    count = 0
+    async with asyncio.timeout(DEADLINE_S):
+        async for event in manager.subscribe(record.id):
+            assert await manager.log.last_seq(record.id) >= event.seq
+            count += 1
+    assert count > 10

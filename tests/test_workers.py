@@ -192,6 +192,11 @@ async def test_kill_9_of_a_worker_mid_run_loses_nothing(
         total_requests = (await sim.astats())["requests"]
         rejects = (await sim.astats())["rejects"]
 
+    print(
+        f"kill -9 figures: reference {reference_requests} requests; at the kill "
+        f"{at_kill} sent, {cached_at_kill} answered and cached; in all {total_requests} "
+        f"requests ({total_requests - reference_requests} sent twice); {len(stored)} events"
+    )
     assert final is not None and final.status == "completed" and final.result is not None
     assert final.worker_id == "B" and final.attempts == 2
     # the event log: no gap, no duplicate; the follower saw each stored event once, in order

@@ -25,7 +25,6 @@ from ._models import (
     UsageTotals,
     load_profiles,
 )
-from ._nodes import finding_order
 from ._prompts import PROMPT_NAMES, Prompts
 from ._render import finding_order
 from ._report import render_markdown

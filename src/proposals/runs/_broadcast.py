@@ -197,7 +197,9 @@ class EventHub:
         in order, ending after ``run_finished``. The caller checked that the run exists."""
         feed = self._feeds.get(run_id)
         if feed is None:
-            feed = self._feeds[run_id] = _Feed(run_id, await self._log.last_seq(run_id), self._tail)
+            head = await self._log.last_seq(run_id)
+            # another subscriber may have made the feed while we read
+            feed = self._feeds.setdefault(run_id, _Feed(run_id, head, self._tail))
         feed.subscribers += 1
         last = after
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import llm
+from ..errors import ProposalsError
 from ..pipeline import FailedItem, Proposal, ProposalResult, RunStatus, UsageTotals
 from ._events import (
     BatchFinished,
@@ -28,7 +29,7 @@ from ._events import (
     RunFinished,
     WarningEvent,
 )
-from ._log import EventLog
+from ._log import EventLog, LeaseLost
 from ._store import Lease, NodeProgress
 
 __all__ = ["RunEmitter"]
@@ -59,6 +60,8 @@ class RunEmitter:
         self._publish = publish
         self._on_cancel = on_cancel_requested
         self._seq = start_seq
+        self._stored = start_seq
+        """Seq of the last event known to be stored."""
         self._usage = llm.UsageTally(usage)
         # Batches in flight when a previous holder died are not in flight any more.
         self._progress: dict[str, dict[str, int]] = {
@@ -142,6 +145,7 @@ class RunEmitter:
             self._pending[:0] = batch  # not stored: kept for the next (terminal) write
             raise
         if batch:
+            self._stored = batch[-1].seq
             self._publish(batch)
         if cancel and self._on_cancel is not None:
             self._on_cancel()
@@ -170,17 +174,35 @@ class RunEmitter:
         """Stop the writer, then store every buffered event, the ``run_finished`` event and
         the final status in one transaction, and publish them."""
         await self.stop()
+        event = self._finished(status, result, error, elapsed_s)
+        try:
+            await self._flush(final=(status, result, error))
+        except LeaseLost:
+            raise
+        except ProposalsError as exc:
+            # Some buffered event cannot be stored (the writer died on it): end the run with
+            # its terminal event right after the last stored one, so the log has no gap.
+            lost = len(self._pending) - 1
+            self._pending.clear()
+            self._seq = self._stored
+            error = f"{lost} events of run {self.run_id} could not be stored: {exc}"
+            event = self._finished("failed", None, error, elapsed_s)
+            await self._flush(final=("failed", None, error))
+        return event
+
+    def _finished(
+        self, status: RunStatus, result: ProposalResult | None, error: str | None, elapsed: float
+    ) -> RunFinished:
         event = self.emit(
             RunFinished,
             status=status,
             proposals=len(result.proposals) if result else 0,
             failed=len(result.failed) if result else 0,
-            elapsed_s=round(elapsed_s, 3),
+            elapsed_s=round(elapsed, 3),
             result=result,
             error=error,
         )
         assert isinstance(event, RunFinished)
-        await self._flush(final=(status, result, error))
         return event
 
     # -- gateway call events -------------------------------------------------------------------
