@@ -78,7 +78,8 @@ class WorkerProcess:
         self._ready.set()
 
     async def ready(self) -> None:
-        ok = await asyncio.to_thread(self._ready.wait, DEADLINE_S)
+        # Loading torch and the embedding model takes long on a busy machine.
+        ok = await asyncio.to_thread(self._ready.wait, 2 * DEADLINE_S)
         assert ok and self.proc.poll() is None, f"worker {self.name} did not start: {self.lines}"
 
     def kill(self) -> None:
@@ -224,7 +225,7 @@ async def test_twenty_runs_shared_by_two_workers_at_most_n_each(
     async with SimulatorProcess("unlimited", ttft_s=1.0, time_scale=0.05) as sim:
         for name in ("A", "B"):
             workers.append(WorkerProcess(name, corpus_settings, sim.base_url, slots=slots))
-        await asyncio.gather(*(w.ready() for w in workers))
+            await workers[-1].ready()
         async with await RunManager.open(corpus_settings) as observer:
             requests = [
                 ProposalRequest(

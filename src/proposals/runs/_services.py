@@ -142,8 +142,15 @@ async def _checkpointer(stack: contextlib.AsyncExitStack, url: str) -> AsyncPost
     try:
         # Processes starting together (several workers) would deadlock in LangGraph's own
         # migrations (CREATE INDEX CONCURRENTLY); one at a time, under an advisory lock.
+        # The lock is polled, not waited for: a waiting statement holds a snapshot that the
+        # other process's CREATE INDEX CONCURRENTLY would in turn wait for.
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
-            await lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+            while True:
+                cur = await lock.execute("SELECT pg_try_advisory_lock(%s)", (_SETUP_LOCK,))
+                row = await cur.fetchone()
+                if row and row[0]:
+                    break
+                await asyncio.sleep(0.1)
             await saver.setup()
     except Exception as exc:
         raise DatabaseError(f"could not set up the checkpoint tables: {exc}") from exc
