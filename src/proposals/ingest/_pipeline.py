@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = ["IngestProgress", "ingest", "source_files"]
 log = logging.getLogger(__name__)
 
 _DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
+_SPLITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals-split")
 # Chunks embedded per call (several small files together): the local model's batches then
 # stay full, and a progress tick is never more than one such call away.
 _EMBED_GROUP = 128
@@ -258,7 +260,10 @@ class _Run:
 
     async def _prepare(self, source: _Source) -> _Prepared | IngestFailure:
         try:
-            return await asyncio.to_thread(self._prepare_sync, source)
+            # Loading and splitting on one dedicated thread: tiktoken keeps a regex cache per
+            # calling thread, so a pool of threads would hold several.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_SPLITTER, self._prepare_sync, source)
         except IngestError as exc:
             return IngestFailure(str(source.path), exc.reason)
         except Exception as exc:  # a loader bug must not sink the other files
