@@ -46,7 +46,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("_worker", "execute queued runs (any number of workers may share one database)"),
     "eval": ("_eval", "measure quality on labelled data"),
     "db": ("_db", "show or stop the embedded PostgreSQL"),
-    "report": ("_report", "rebuild a run's report, accounting and call timeline (PNG)"),
+    "report": ("_report", "a stored run's accounting, report, JSON and call timeline"),
 }
 _GLOBAL_OPTIONS_WITH_VALUE = ("--data-dir",)
 
