@@ -117,13 +117,13 @@ def _message_material(text: str) -> Material:
     return material
 
 
-def _sentences_of(text: str) -> list[str]:
+def _sentences_of(text: str, *, loose: bool = True) -> list[str]:
     """The whole sentences of ``text``: a capital (or digit) first, end punctuation last,
     5 to 45 words, not a notice or boilerplate line. When the text has none, its looser
     sentence-like lines (4+ words, whole) are used instead."""
     clean = _CHUNK_ID.sub(" ", text)
     whole: list[str] = []
-    loose: list[str] = []
+    loose_found: list[str] = []
     for raw in _SENTENCE.findall(clean):
         words = raw.split()
         if len(words) < 4:
@@ -139,8 +139,8 @@ def _sentences_of(text: str) -> list[str]:
         ):
             whole.append(sentence)
         elif len(words) <= 45:
-            loose.append(sentence)
-    return whole or loose
+            loose_found.append(sentence)
+    return whole or (loose_found if loose else [])
 
 
 def _evidence_text(text: str) -> str:
@@ -151,7 +151,9 @@ def _evidence_text(text: str) -> str:
 def _extract(text: str) -> Material:
     ids = tuple(dict.fromkeys(int(m) for m in _CHUNK_ID.findall(text)))
     sentences = _sentences_of(text)
-    grounded = _sentences_of(_evidence_text(text)) if ids else []
+    # Evidence that is only data rows (no whole sentence) gives no grounded material: the
+    # prompt's own whole sentences are used instead of fragments.
+    grounded = _sentences_of(_evidence_text(text), loose=False) if ids else []
     return Material(
         tuple(dict.fromkeys(sentences)) or (_FALLBACK,), ids, tuple(dict.fromkeys(grounded))
     )
