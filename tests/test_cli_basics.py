@@ -75,3 +75,11 @@ def test_package_functions_stay_functions() -> None:
 
     assert callable(proposals.ingest) and proposals.ingest.__name__ == "ingest"
     assert proposals.search.__name__ == "search" and proposals.generate.__name__ == "generate"
+
+
+def test_demo_parses_every_option_the_shared_executor_reads() -> None:
+    # `demo` and `generate` share one executor; it reads --resume/--rerun, which only
+    # `generate` defines (the demo crashed with AttributeError before they had defaults).
+    args = build_parser(["demo"]).parse_args(["demo"])
+    assert args.resume is None and args.rerun is None
+    assert args.no_cache is False and args.quiet is False

@@ -107,7 +107,8 @@ def register(subparsers: Any) -> None:
     d.add_argument("--countries", default=_DEMO_COUNTRIES, help=f"default {_DEMO_COUNTRIES}")
     d.add_argument("--out-dir", type=Path, default=Path("out"), help="default ./out")
     _common_options(d)
-    d.set_defaults(handler=_demo)
+    # The demo is always a new local run: the shared executor also reads generate's --resume/--rerun.
+    d.set_defaults(handler=_demo, resume=None, rerun=None)
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
