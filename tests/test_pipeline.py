@@ -188,7 +188,6 @@ async def test_budget_stop_keeps_partial_results(
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
 
 
-
 async def test_cost_budget_stops_the_run_within_its_dollars(
     corpus_settings: Settings, services: Services
 ) -> None:
@@ -201,6 +200,7 @@ async def test_cost_budget_stops_the_run_within_its_dollars(
     assert 0 < result.usage.cost_usd <= 0.004
     assert any(e.type == "warning" and e.kind == "budget" for e in events)
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
+
 
 class _Interrupt(Exception):
     pass
