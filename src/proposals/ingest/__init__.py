@@ -5,13 +5,25 @@ Metadata precedence for a document's country and type: arguments (CLI flags) > t
 metadata (Markdown front matter, JSON top-level keys, HTML ``<meta name=...>``) > the folder
 convention ``<root>/<CC>/<doc_type>/file`` or ``<root>/global/<doc_type>/file`` > defaults
 (no country, ``other``). See ``examples/corpus/README.md``.
+
+The stages (``prepare_file``, ``embedding_text``, ``DocumentSink``) are public so that other
+drivers (the Ray pipeline in ``proposals.scale``) run the very same code as :func:`ingest`.
 """
 
 from ..vocabulary import COUNTRY_CODES, DOC_TYPES, DocType, normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES, load_file
 from ._model import Block, Chunk, IngestFailure, IngestReport, LoadedDocument
-from ._pipeline import IngestProgress, ingest, source_files
+from ._pipeline import ingest, source_files
 from ._splitter import split_blocks
+from ._stages import (
+    DocumentSink,
+    IngestProgress,
+    PreparedFile,
+    ProgressCallback,
+    StoredDocument,
+    embedding_text,
+    prepare_file,
+)
 
 __all__ = [
     "COUNTRY_CODES",
@@ -20,14 +32,20 @@ __all__ = [
     "Block",
     "Chunk",
     "DocType",
+    "DocumentSink",
     "IngestFailure",
     "IngestProgress",
     "IngestReport",
     "LoadedDocument",
+    "PreparedFile",
+    "ProgressCallback",
+    "StoredDocument",
+    "embedding_text",
     "ingest",
     "load_file",
     "normalize_country",
     "normalize_doc_type",
+    "prepare_file",
     "source_files",
     "split_blocks",
 ]

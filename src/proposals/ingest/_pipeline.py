@@ -9,74 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg.types.json import Jsonb
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
-from ..store import Store, check_index_model, ensure_index
+from ..store import Store
 from ..vocabulary import normalize_country, normalize_doc_type
-from ._loaders import SUPPORTED_SUFFIXES, load_bytes
-from ._meta import UNSET, ResolvedMeta, resolve_meta
-from ._model import Chunk, IngestFailure, IngestReport, LoadedDocument
-from ._splitter import split_blocks
+from ._loaders import SUPPORTED_SUFFIXES
+from ._model import IngestFailure, IngestReport
+from ._stages import (
+    DocumentSink,
+    PreparedFile,
+    ProgressCallback,
+    StoredDocument,
+    embedding_text,
+    prepare_file,
+)
 
-__all__ = ["IngestProgress", "ingest", "source_files"]
+__all__ = ["ingest", "source_files"]
 
 log = logging.getLogger(__name__)
 
-_DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
 _SPLITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals-split")
 # Chunks embedded per call (several small files together): the local model's batches then
 # stay full, and a progress tick is never more than one such call away.
 _EMBED_GROUP = 128
 
 
-@dataclass(slots=True, frozen=True)
-class IngestProgress:
-    """Reported after each file: what happened to it, and how far the run is."""
-
-    path: str
-    status: str
-    """``added``, ``updated``, ``relabelled``, ``unchanged`` or ``failed``."""
-    done: int
-    total: int
-    chunks: int = 0
-
-
-ProgressCallback = Callable[[IngestProgress], None]
-
-
 @dataclass(slots=True)
 class _Source:
     path: Path
     root: Path | None
-
-
-@dataclass(slots=True)
-class _Prepared:
-    source: _Source
-    key: str
-    digest: str
-    meta: ResolvedMeta
-    loaded: LoadedDocument
-    file_meta: dict[str, Any]
-    size: int
-    chunks: list[Chunk] | None = None
-    """Split in the loading thread, off the event loop; None for a file stored unchanged."""
 
 
 def source_files(
@@ -164,18 +135,17 @@ async def ingest(
     if country is not None:
         normalize_country(country)  # a bad flag is the user's mistake: fail before any work
     normalize_doc_type(doc_type)
-    forced_country = UNSET if country is None else country
     limit_mb = max_file_mb or (
         settings.max_file_mb if settings else Settings.model_fields["max_file_mb"].default
     )
     if database is not None:
         return await _Run(
-            database, embedder, size, overlap, forced_country, doc_type, progress, tenant, limit_mb
+            database, embedder, size, overlap, country, doc_type, progress, tenant, limit_mb
         ).run(paths, prune=prune, reset_index=reset_index)
     assert settings is not None
     async with await Database.open(settings) as db:
         return await _Run(
-            db, embedder, size, overlap, forced_country, doc_type, progress, tenant, limit_mb
+            db, embedder, size, overlap, country, doc_type, progress, tenant, limit_mb
         ).run(paths, prune=prune, reset_index=reset_index)
 
 
@@ -186,25 +156,25 @@ class _Run:
         embedder: Embedder,
         chunk_tokens: int,
         overlap: int,
-        country: Any,
+        country: str | None,
         doc_type: str | None,
         progress: ProgressCallback | None,
         tenant: str,
         max_mb: float,
     ) -> None:
         self.db = database
-        self.max_mb = max_mb
-        self.tenant = tenant
         self.embedder = embedder
-        self.chunk_tokens = chunk_tokens
-        self.overlap = overlap
-        self.country = country
-        self.doc_type = doc_type
-        self.progress = progress
-        self.report = IngestReport()
-        self.existing: dict[str, tuple[Any, ...]] = {}
-        self.done = 0
-        self.total = 0
+        self.sink = DocumentSink(database, embedder.name, tenant=tenant, progress=progress)
+        self.report = self.sink.report
+        self.stage = functools.partial(
+            prepare_file,
+            embedding_model=embedder.name,
+            chunk_tokens=chunk_tokens,
+            overlap=overlap,
+            max_mb=max_mb,
+            country=country,
+            doc_type=doc_type,
+        )
 
     async def run(
         self, paths: Sequence[str | PathLike[str]], *, prune: bool, reset_index: bool
@@ -213,44 +183,35 @@ class _Run:
         files, failed, ignored = await asyncio.to_thread(source_files, paths)
         self.report.failed.extend(failed)
         self.report.ignored.extend(ignored)
-        self.total = len(files)
         if reset_index:
             await Store(self.db).reset_index()
-        async with self.db.pool.connection() as conn:
-            await check_index_model(conn, self.embedder.name)
-            cur = await conn.execute(
-                "SELECT path, id, content_hash, title, country, doc_type, embedding_model "
-                "FROM documents WHERE tenant = %s",
-                (self.tenant,),
-            )
-            existing = {r[0]: r[1:] for r in await cur.fetchall()}
+        stored = await self.sink.open(len(files))
 
-        queue: asyncio.Queue[_Prepared | IngestFailure | None] = asyncio.Queue(maxsize=3)
+        queue: asyncio.Queue[PreparedFile | IngestFailure | None] = asyncio.Queue(maxsize=3)
 
         async def produce() -> None:
             for path, root in files:
-                await queue.put(await self._prepare(_Source(path, root)))
+                await queue.put(await self._prepare(_Source(path, root), stored))
             await queue.put(None)
 
-        self.existing = existing
         async with asyncio.TaskGroup() as tg:
             tg.create_task(produce())
             # Files are embedded in groups of about _EMBED_GROUP chunks: one small file alone
             # would make a batch too small for the model to run at speed.
-            group: list[_Prepared] = []
+            group: list[PreparedFile] = []
             while (item := await queue.get()) is not None:
                 if isinstance(item, IngestFailure):
-                    self._fail(item)
+                    self.sink.fail(item)
                     continue
-                if not await self._settle(item, existing.get(item.key)):
+                if not await self.sink.settle(item):
                     group.append(item)
                 if sum(len(g.chunks or ()) for g in group) >= _EMBED_GROUP:
-                    await self._store(group, existing)
+                    await self._store(group)
                     group = []
-            await self._store(group, existing)
+            await self._store(group)
 
         if prune:
-            await self._prune(paths, existing)
+            await self._prune(paths, stored)
         if self.report.chunks_written:
             # A country that grew past the threshold gets its own vector index now, once per
             # ingest rather than inside a document's transaction.
@@ -258,210 +219,54 @@ class _Run:
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    async def _prepare(self, source: _Source) -> _Prepared | IngestFailure:
+    async def _prepare(
+        self, source: _Source, stored: dict[str, StoredDocument]
+    ) -> PreparedFile | IngestFailure:
         try:
             # Loading and splitting on one dedicated thread: tiktoken keeps a regex cache per
             # calling thread, so a pool of threads would hold several.
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_SPLITTER, self._prepare_sync, source)
+            old = stored.get(source.path.as_posix())
+            call = functools.partial(self.stage, source.path, source.root, stored=old)
+            return await loop.run_in_executor(_SPLITTER, call)
         except IngestError as exc:
             return IngestFailure(str(source.path), exc.reason)
         except Exception as exc:  # a loader bug must not sink the other files
             log.exception("unexpected error loading %s", source.path)
             return IngestFailure(str(source.path), f"unexpected error: {exc!r}")
 
-    def _prepare_sync(self, source: _Source) -> _Prepared:
-        try:
-            size_mb = source.path.stat().st_size / (1024 * 1024)
-            if size_mb > self.max_mb:
-                raise IngestError(
-                    str(source.path),
-                    f"file is {size_mb:.3g} MB, over the {self.max_mb:g} MB limit "
-                    "(PROPOSALS_MAX_FILE_MB); split it, or raise the limit",
-                )
-            data = source.path.read_bytes()
-        except OSError as exc:
-            raise IngestError(str(source.path), f"cannot read file: {exc.strerror or exc}") from exc
-        digest = hashlib.sha256(data).hexdigest()
-        loaded = load_bytes(data, source.path)
-        meta = resolve_meta(
-            source.path,
-            source.root,
-            loaded.metadata,
-            loaded.title,
-            country=self.country,
-            doc_type=self.doc_type,
-        )
-        key = source.path.as_posix()
-        old = self.existing.get(key)
-        chunks = None
-        if old is None or old[1] != digest or old[5] != self.embedder.name:
-            chunks = split_blocks(loaded.blocks, self.chunk_tokens, self.overlap)
-        return _Prepared(source, key, digest, meta, loaded, loaded.metadata, len(data), chunks)
-
-    def _fail(self, failure: IngestFailure) -> None:
-        self.report.failed.append(failure)
-        self._tick(failure.path, "failed")
-
-    def _tick(self, path: str, status: str, chunks: int = 0) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(IngestProgress(path, status, self.done, self.total, chunks))
-
-    async def _settle(self, item: _Prepared, old: tuple[Any, ...] | None) -> bool:
-        """Handle a file that needs no embedding (unchanged or only relabelled); True if so."""
-        meta = item.meta
-        if item.chunks is not None:
-            return False
-        if old is not None and (old[2], old[3], old[4]) == (
-            meta.title,
-            meta.country,
-            meta.doc_type,
-        ):
-            self.report.unchanged.append(item.key)
-            self._tick(item.key, "unchanged")
-            return True
-        assert old is not None
-        await self._relabel(old[0], meta)
-        self.report.relabelled.append(item.key)
-        self._tick(item.key, "relabelled")
-        return True
-
-    async def _store(self, group: list[_Prepared], existing: dict[str, tuple[Any, ...]]) -> None:
+    async def _store(self, group: list[PreparedFile]) -> None:
         """Embed the chunks of several files in one call, then write each file."""
-        ready: list[_Prepared] = []
-        for item in group:
-            if item.chunks:
-                ready.append(item)
-            else:
-                self._fail(IngestFailure(item.key, "no text left after splitting"))
-        if not ready:
+        if not group:
             return
-        texts = [_embedding_text(i.meta.title, c) for i in ready for c in i.chunks or ()]
+        texts = [embedding_text(i.meta.title, c) for i in group for c in i.chunks or ()]
         t0 = time.perf_counter()
         try:
             vectors = await self.embedder.embed(texts)
         except EmbeddingModelMismatch:
             raise
         except ProviderError as exc:
-            for item in ready:
-                self._fail(IngestFailure(item.key, f"embedding failed: {exc}"))
+            for item in group:
+                self.sink.fail(IngestFailure(item.key, f"embedding failed: {exc}"))
             return
         self.report.embed_seconds += time.perf_counter() - t0
         start = 0
-        for item in ready:
-            chunks = item.chunks or []
-            mine = vectors[start : start + len(chunks)]
-            start += len(chunks)
-            old = existing.get(item.key)
-            try:
-                await self._write(item, chunks, mine)
-            except IngestError as exc:
-                self._fail(IngestFailure(item.key, exc.reason))
-                continue
-            except psycopg.Error as exc:
-                self._fail(IngestFailure(item.key, f"database error: {str(exc).strip()}"))
-                continue
-            status = "added" if old is None else "updated"
-            (self.report.added if old is None else self.report.updated).append(item.key)
-            self.report.chunks_written += len(chunks)
-            self.report.tokens_written += sum(c.token_count for c in chunks)
-            self._tick(item.key, status, len(chunks))
-
-    async def _write(self, item: _Prepared, chunks: list[Chunk], vectors: Any) -> None:
-        meta = item.meta
-        file_meta = {
-            **item.file_meta,
-            "source_format": item.source.path.suffix.lower().lstrip("."),
-            "bytes": item.size,
-        }
-        async with self.db.pool.connection() as conn, conn.transaction():
-            await ensure_index(conn, self.embedder.name, int(vectors.shape[1]))
-            cur = await conn.execute(
-                "INSERT INTO documents (tenant, path, title, content_hash, doc_type, country,"
-                " metadata, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (tenant, path) DO UPDATE SET title = EXCLUDED.title,"
-                " content_hash = EXCLUDED.content_hash, doc_type = EXCLUDED.doc_type,"
-                " country = EXCLUDED.country, metadata = EXCLUDED.metadata,"
-                " embedding_model = EXCLUDED.embedding_model, updated_at = now() "
-                "RETURNING id",
-                (
-                    self.tenant,
-                    item.key,
-                    meta.title,
-                    item.digest,
-                    meta.doc_type,
-                    meta.country,
-                    Jsonb(file_meta, dumps=_DUMPS),
-                    self.embedder.name,
-                ),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            doc_id = row[0]
-            await conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
-            # COPY: one statement for all of a document's chunks (the lexeme statistics
-            # trigger then runs once per document, not once per chunk).
-            async with (
-                conn.cursor() as cur2,
-                cur2.copy(
-                    "COPY chunks (document_id, ord, text, section, page, token_count, country,"
-                    " doc_type, tenant, embedding) FROM STDIN"
-                ) as copy,
-            ):
-                copy.set_types(
-                    [
-                        "int8",
-                        "int4",
-                        "text",
-                        "text",
-                        "int4",
-                        "int4",
-                        "text",
-                        "text",
-                        "text",
-                        "vector",
-                    ]
-                )
-                for i, c in enumerate(chunks):
-                    await copy.write_row(
-                        (
-                            doc_id,
-                            c.ord,
-                            c.text,
-                            c.section,
-                            c.page,
-                            c.token_count,
-                            meta.country,
-                            meta.doc_type,
-                            self.tenant,
-                            vectors[i],
-                        )
-                    )
-
-    async def _relabel(self, doc_id: int, meta: ResolvedMeta) -> None:
-        async with self.db.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE documents SET title = %s, country = %s, doc_type = %s, updated_at = now()"
-                " WHERE id = %s",
-                (meta.title, meta.country, meta.doc_type, doc_id),
-            )
-            await conn.execute(
-                "UPDATE chunks SET country = %s, doc_type = %s WHERE document_id = %s",
-                (meta.country, meta.doc_type, doc_id),
-            )
+        for item in group:
+            n = len(item.chunks or ())
+            await self.sink.write(item, vectors[start : start + n])
+            start += n
 
     async def _prune(
-        self, paths: Sequence[str | PathLike[str]], existing: dict[str, tuple[Any, ...]]
+        self, paths: Sequence[str | PathLike[str]], stored: dict[str, StoredDocument]
     ) -> None:
         def missing() -> list[tuple[str, int]]:
             roots = [Path(p).expanduser().resolve() for p in paths]
             found = []
-            for stored, row in existing.items():
-                path = Path(stored)
+            for key, row in stored.items():
+                path = Path(key)
                 under = any(path == r or r in path.parents for r in roots)
                 if under and not path.exists():
-                    found.append((stored, row[0]))
+                    found.append((key, row.id))
             return found
 
         gone = await asyncio.to_thread(missing)
@@ -470,9 +275,3 @@ class _Run:
         async with self.db.pool.connection() as conn, conn.transaction():
             await conn.execute("DELETE FROM documents WHERE id = ANY(%s)", ([g[1] for g in gone],))
         self.report.removed.extend(g[0] for g in gone)
-
-
-def _embedding_text(title: str, chunk: Chunk) -> str:
-    """What the embedder sees: the chunk under its title and section, for context."""
-    head = title if not chunk.section else f"{title} — {chunk.section}"
-    return f"{head}\n\n{chunk.text}"

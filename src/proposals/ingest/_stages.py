@@ -1,0 +1,294 @@
+"""The stages of an ingest, one function or object each, shared by every way of running them.
+
+``prepare_file`` (read, hash, load, resolve metadata, split) is synchronous, takes and returns
+plain picklable data, and never touches the database: it runs on a thread of the local ingest
+or as a task on a Ray cluster alike. ``embedding_text`` is what the embedder sees of a chunk.
+``DocumentSink`` decides what a prepared file needs (nothing, new labels, or embedding), writes
+each document in one transaction (idempotent by content hash) and keeps the report and the
+progress ticks. The local pipeline and the Ray pipeline are two drivers of these same pieces.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..db import Database
+from ..errors import IngestError
+from ..store import check_index_model, ensure_index
+from ._loaders import load_bytes
+from ._meta import UNSET, ResolvedMeta, resolve_meta
+from ._model import Chunk, IngestFailure, IngestReport
+from ._splitter import split_blocks
+
+__all__ = [
+    "DocumentSink",
+    "IngestProgress",
+    "PreparedFile",
+    "ProgressCallback",
+    "StoredDocument",
+    "embedding_text",
+    "prepare_file",
+]
+
+_DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
+# document_id, ord, text, section, page, token_count, country, doc_type, tenant, embedding
+_CHUNK_COLUMN_TYPES = [
+    *("int8", "int4", "text", "text", "int4", "int4", "text", "text", "text", "vector")
+]
+
+
+@dataclass(slots=True, frozen=True)
+class IngestProgress:
+    """Reported after each file: what happened to it, and how far the run is."""
+
+    path: str
+    status: str
+    """``added``, ``updated``, ``relabelled``, ``unchanged`` or ``failed``."""
+    done: int
+    total: int
+    chunks: int = 0
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+@dataclass(slots=True, frozen=True)
+class StoredDocument:
+    """What the database already holds for a path: enough to skip or relabel the file."""
+
+    id: int
+    content_hash: str
+    title: str
+    country: str | None
+    doc_type: str
+    embedding_model: str
+
+
+@dataclass(slots=True)
+class PreparedFile:
+    """One file read, hashed, labelled and (when it needs embedding) split."""
+
+    key: str
+    """The stored path (absolute, POSIX form)."""
+    digest: str
+    meta: ResolvedMeta
+    file_meta: dict[str, Any]
+    """The file's own metadata plus its format and size in bytes, as stored."""
+    chunks: list[Chunk] | None
+    """None when the stored document has this content and model: nothing to embed."""
+
+
+def prepare_file(
+    path: Path,
+    root: Path | None,
+    *,
+    stored: StoredDocument | None,
+    embedding_model: str,
+    chunk_tokens: int,
+    overlap: int,
+    max_mb: float,
+    country: str | None = None,
+    doc_type: str | None = None,
+) -> PreparedFile:
+    """Read, hash, load and label ``path``; split it unless ``stored`` already has it.
+
+    ``country`` / ``doc_type`` are the user's overrides (``country=None``: not forced;
+    ``"global"``: forced to no country). Raises :class:`IngestError` naming the file.
+    """
+    try:
+        size_mb = path.stat().st_size / (1024 * 1024)
+        if size_mb > max_mb:
+            raise IngestError(
+                str(path),
+                f"file is {size_mb:.3g} MB, over the {max_mb:g} MB limit "
+                "(PROPOSALS_MAX_FILE_MB); split it, or raise the limit",
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    loaded = load_bytes(data, path)
+    meta = resolve_meta(
+        path,
+        root,
+        loaded.metadata,
+        loaded.title,
+        country=UNSET if country is None else country,
+        doc_type=doc_type,
+    )
+    chunks = None
+    if stored is None or stored.content_hash != digest or stored.embedding_model != embedding_model:
+        chunks = split_blocks(loaded.blocks, chunk_tokens, overlap)
+    file_meta = {
+        **loaded.metadata,
+        "source_format": path.suffix.lower().lstrip("."),
+        "bytes": len(data),
+    }
+    return PreparedFile(path.as_posix(), digest, meta, file_meta, chunks)
+
+
+def embedding_text(title: str, chunk: Chunk) -> str:
+    """What the embedder sees: the chunk under its title and section, for context."""
+    head = title if not chunk.section else f"{title} — {chunk.section}"
+    return f"{head}\n\n{chunk.text}"
+
+
+class DocumentSink:
+    """Where prepared files end up: skipped, relabelled or written, with report and progress.
+
+    Call :meth:`open` once (checks the index's model, reads what is stored), then for each
+    file :meth:`settle` (True: nothing to embed, already handled) or :meth:`write` with its
+    vectors, or :meth:`fail`. Each written document is one transaction: its row and all of its
+    chunks, or nothing.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        embedding_model: str,
+        *,
+        tenant: str,
+        progress: ProgressCallback | None = None,
+        report: IngestReport | None = None,
+    ) -> None:
+        self.db = database
+        self.embedding_model = embedding_model
+        self.tenant = tenant
+        self.progress = progress
+        self.report = report if report is not None else IngestReport()
+        self.stored: dict[str, StoredDocument] = {}
+        self.done = 0
+        self.total = 0
+
+    async def open(self, total: int) -> dict[str, StoredDocument]:
+        """Check the index's model and load the tenant's stored documents (by path)."""
+        self.total = total
+        async with self.db.pool.connection() as conn:
+            await check_index_model(conn, self.embedding_model)
+            cur = await conn.execute(
+                "SELECT path, id, content_hash, title, country, doc_type, embedding_model "
+                "FROM documents WHERE tenant = %s",
+                (self.tenant,),
+            )
+            self.stored = {r[0]: StoredDocument(*r[1:]) for r in await cur.fetchall()}
+        return self.stored
+
+    def fail(self, failure: IngestFailure) -> None:
+        """Record a file that could not be ingested, with its reason."""
+        self.report.failed.append(failure)
+        self._tick(failure.path, "failed")
+
+    def _tick(self, path: str, status: str, chunks: int = 0) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(IngestProgress(path, status, self.done, self.total, chunks))
+
+    async def settle(self, item: PreparedFile) -> bool:
+        """Handle a file that needs no embedding (unchanged or only relabelled); True if so.
+
+        A file that needs embedding but has no text is failed here (also True).
+        """
+        if item.chunks is not None:
+            if not item.chunks:
+                self.fail(IngestFailure(item.key, "no text left after splitting"))
+                return True
+            return False
+        old = self.stored[item.key]
+        meta = item.meta
+        if (old.title, old.country, old.doc_type) == (meta.title, meta.country, meta.doc_type):
+            self.report.unchanged.append(item.key)
+            self._tick(item.key, "unchanged")
+            return True
+        async with self.db.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE documents SET title = %s, country = %s, doc_type = %s, updated_at = now()"
+                " WHERE id = %s",
+                (meta.title, meta.country, meta.doc_type, old.id),
+            )
+            await conn.execute(
+                "UPDATE chunks SET country = %s, doc_type = %s WHERE document_id = %s",
+                (meta.country, meta.doc_type, old.id),
+            )
+        self.report.relabelled.append(item.key)
+        self._tick(item.key, "relabelled")
+        return True
+
+    async def write(self, item: PreparedFile, vectors: Any) -> None:
+        """Store a document and its chunks with their vectors (one row each, in order),
+        replacing what it had; a failure is recorded against the file, not raised."""
+        chunks = item.chunks or []
+        old = self.stored.get(item.key)
+        try:
+            await self._write(item, chunks, vectors)
+        except IngestError as exc:
+            self.fail(IngestFailure(item.key, exc.reason))
+            return
+        except psycopg.Error as exc:
+            self.fail(IngestFailure(item.key, f"database error: {str(exc).strip()}"))
+            return
+        (self.report.added if old is None else self.report.updated).append(item.key)
+        self.report.chunks_written += len(chunks)
+        self.report.tokens_written += sum(c.token_count for c in chunks)
+        self._tick(item.key, "added" if old is None else "updated", len(chunks))
+
+    async def _write(self, item: PreparedFile, chunks: list[Chunk], vectors: Any) -> None:
+        meta = item.meta
+        async with self.db.pool.connection() as conn, conn.transaction():
+            await ensure_index(conn, self.embedding_model, int(vectors.shape[1]))
+            cur = await conn.execute(
+                "INSERT INTO documents (tenant, path, title, content_hash, doc_type, country,"
+                " metadata, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant, path) DO UPDATE SET title = EXCLUDED.title,"
+                " content_hash = EXCLUDED.content_hash, doc_type = EXCLUDED.doc_type,"
+                " country = EXCLUDED.country, metadata = EXCLUDED.metadata,"
+                " embedding_model = EXCLUDED.embedding_model, updated_at = now() "
+                "RETURNING id",
+                (
+                    self.tenant,
+                    item.key,
+                    meta.title,
+                    item.digest,
+                    meta.doc_type,
+                    meta.country,
+                    Jsonb(item.file_meta, dumps=_DUMPS),
+                    self.embedding_model,
+                ),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            doc_id = row[0]
+            await conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
+            # COPY: one statement for all of a document's chunks (the lexeme statistics
+            # trigger then runs once per document, not once per chunk).
+            async with (
+                conn.cursor() as cur2,
+                cur2.copy(
+                    "COPY chunks (document_id, ord, text, section, page, token_count, country,"
+                    " doc_type, tenant, embedding) FROM STDIN"
+                ) as copy,
+            ):
+                copy.set_types(_CHUNK_COLUMN_TYPES)
+                for i, c in enumerate(chunks):
+                    await copy.write_row(
+                        (
+                            doc_id,
+                            c.ord,
+                            c.text,
+                            c.section,
+                            c.page,
+                            c.token_count,
+                            meta.country,
+                            meta.doc_type,
+                            self.tenant,
+                            vectors[i],
+                        )
+                    )
