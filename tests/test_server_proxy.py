@@ -141,7 +141,21 @@ async def test_generate_and_ingest_with_server_flag(
             _cli, ["ingest", "--server", live.url, "docs", "--country", "AR"], env, tmp_path
         )
         assert ingested.returncode == 1, ingested.stderr  # one file failed, and said why
-        assert "1 ingested" in ingested.stdout and "FAILED bad.pdf" in ingested.stderr
+        assert "1 ingested" in ingested.stdout and "FAILED docs/bad.pdf" in ingested.stderr
+        # The same file name in two country folders: two documents, each of its country.
+        for cc in ("BR", "CL"):
+            (tmp_path / "tree" / cc).mkdir(parents=True)
+            (tmp_path / "tree" / cc / "pension.md").write_text(f"# Pensions {cc}\n\nTop-ups.\n")
+        tree = await asyncio.to_thread(
+            _cli, ["ingest", "--server", live.url, "tree"], env, tmp_path
+        )
+        assert tree.returncode == 0 and "2 ingested" in tree.stdout, tree.stderr
+        async with ProposalsClient(live.url, api_key=key) as client:
+            docs = await client.documents(q="pensions")
+        assert sorted((d["country"], d["title"]) for d in docs) == [
+            ("BR", "Pensions BR"),
+            ("CL", "Pensions CL"),
+        ]
         generated = await asyncio.to_thread(
             _cli,
             [

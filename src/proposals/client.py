@@ -203,14 +203,14 @@ class ProposalsClient:
         form = {k: v for k, v in (("country", country), ("doc_type", doc_type)) if v}
         batch: list[tuple[str, bytes]] = []
         size = 0
-        for path, _root in files:
+        for path, root in files:
             data = await asyncio.to_thread(path.read_bytes)
             if batch and (
                 size + len(data) > _UPLOAD_BATCH_BYTES or len(batch) >= _UPLOAD_BATCH_FILES
             ):
                 results += await self._upload_batch(batch, form)
                 batch, size = [], 0
-            batch.append((path.name, data))
+            batch.append((_upload_name(path, root), data))
             size += len(data)
         if batch:
             results += await self._upload_batch(batch, form)
@@ -278,3 +278,15 @@ def _raise_for(response: httpx.Response) -> None:
     if code < 500:
         raise InputError(message)
     raise ServerUnavailable(message)
+
+
+def _upload_name(path: Path, root: Path | None) -> str:
+    """The name a file is uploaded under: with the folders that label it, as a local ingest
+    reads them (the walked folder and the path below it; for a file named alone, its two
+    nearest folders), so ``AR/report.pdf`` and ``BR/report.pdf`` stay two documents of their
+    own countries on the server too."""
+    if root is not None and path.is_relative_to(root):
+        parts = [root.name, *path.relative_to(root).parts]
+    else:
+        parts = [*[p.name for p in path.parents][:2][::-1], path.name]
+    return "/".join(p for p in parts if p)
