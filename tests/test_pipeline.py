@@ -182,7 +182,9 @@ async def test_budget_stop_keeps_partial_results(
     assert result.status == "stopped_budget"
     assert result.stop_reason and "budget" in result.stop_reason
     assert result.themes and result.findings  # what was done is kept
-    assert not result.proposals
+    # Pairs whose synthesis finished before the stop keep their proposals; not every pair did.
+    done = {(p.country, p.profile) for p in result.proposals}
+    assert len(done) < len(_request().pairs())
     assert result.usage.total_tokens <= 40_000
     assert any(e.type == "warning" and e.kind == "budget" for e in events)
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
