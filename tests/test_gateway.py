@@ -129,6 +129,28 @@ async def test_capacity_signal_teaches_a_ceiling_and_clamps() -> None:
     assert limiter.peak_since_first_cut <= 101
 
 
+async def test_scattered_resets_teach_no_ceiling() -> None:
+    # A flaky network: one connection in twenty is reset at random, whatever the load.
+    limiter = AdaptiveLimiter(minimum=1, maximum=500, start=40, ceiling_margin=1.0)
+    for round_ in range(30):
+        tickets = await _fill(limiter)
+        for i, ticket in enumerate(tickets):
+            limiter.release()
+            if (i + round_) % 20 == 0:
+                limiter.on_overload(ticket, capacity=True)
+            else:
+                limiter.on_success(ticket)
+    assert limiter.ceiling is None
+    assert limiter.limit > 4  # cuts, but the limit regrows: no ceiling holds it down
+    # A few resets back to back among successes are still no burst (refusals outnumbering
+    # the successes around them are: see the test above).
+    tickets = await _fill(limiter)
+    for ticket in tickets[-3:]:
+        limiter.release()
+        limiter.on_overload(ticket, capacity=True)
+    assert limiter.ceiling is None
+
+
 async def test_successes_admitted_before_a_cut_do_not_regrow_the_limit() -> None:
     limiter = AdaptiveLimiter(minimum=1, maximum=1000, start=100, decrease_factor=0.5)
     tickets = await _fill(limiter)
