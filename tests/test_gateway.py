@@ -457,6 +457,25 @@ async def test_400_is_not_retried() -> None:
         assert sim.stats()["requests"] == 1
 
 
+async def test_expected_tokens_size_the_request_and_a_cut_answer_is_asked_again() -> None:
+    async with run_simulator("unlimited") as sim, LLMGateway(_config(sim)) as gw:
+        whole = await gw.complete(TEXT, max_tokens=2000)
+        assert whole.finish_reason == "stop" and whole.usage.completion_tokens > 20
+        before = sim.stats()
+        # Enough: one attempt, and the provider is charged for what was asked, not the cap.
+        enough = whole.usage.completion_tokens + 10
+        sized = await gw.complete(TEXT, max_tokens=2000, expected_tokens=enough)
+        charged = sim.stats()["charged_tokens"] - before["charged_tokens"]
+        assert charged == sized.usage.prompt_tokens + enough
+        # Too little: the cut answer is asked again with the whole cap; same answer, same key.
+        short = await gw.complete(TEXT, max_tokens=2000, expected_tokens=10)
+        stats = gw.stats()
+    assert sized.text == whole.text and sized.attempts == 1
+    assert short.text == whole.text and short.finish_reason == "stop" and short.attempts == 2
+    assert short.request_hash == sized.request_hash == whole.request_hash
+    assert stats.retries_by_cause == {"output_length": 1}
+
+
 async def test_context_overflow_is_raised_at_once() -> None:
     async with run_simulator("unlimited", context_window=100) as sim:
         async with LLMGateway(_config(sim)) as gw:

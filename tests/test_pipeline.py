@@ -99,12 +99,13 @@ def _signature(result: ProposalResult) -> list[tuple[Any, ...]]:
 async def test_tiny_window_batches_and_tree_reduces(
     corpus_settings: Settings, embedder: Embedder
 ) -> None:
-    # The pipeline packs for 8k while the server only accepts 7k: packing, the split on the
-    # server's overflow answer and the synthesis tree reduce all have to work.
+    # The pipeline packs for 8k while the server only accepts 5.5k (calls ask for less output
+    # than packing reserves, so 7k would take them all): packing, the split on the server's
+    # overflow answer and the synthesis tree reduce all have to work.
     request = _request(context_window=8192, output_reserve=3600, proposals_per_pair=2)
     request = request.model_copy(update={"countries": ["AR"]})
     async with open_services(
-        corpus_settings, embedder=embedder, simulator_overrides={"context_window": 7000}
+        corpus_settings, embedder=embedder, simulator_overrides={"context_window": 5500}
     ) as svc:
         result, events = await _run(request, corpus_settings, svc)
         stats = svc.simulator.stats()

@@ -243,6 +243,7 @@ class LLMGateway:
         model: str | None = ...,
         schema: type[ModelT],
         max_tokens: int | None = ...,
+        expected_tokens: int | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -259,6 +260,7 @@ class LLMGateway:
         model: str | None = ...,
         schema: None = ...,
         max_tokens: int | None = ...,
+        expected_tokens: int | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -274,6 +276,7 @@ class LLMGateway:
         model: str | None = None,
         schema: type[BaseModel] | None = None,
         max_tokens: int | None = None,
+        expected_tokens: int | None = None,
         temperature: float | None = None,
         tags: CallTags | None = None,
         budget: Budget | None = None,
@@ -286,6 +289,10 @@ class LLMGateway:
         ``messages`` are chat messages (``{"role", "content"}``) or one user prompt string.
         ``schema`` asks for strict JSON matching that pydantic model and parses the answer
         (one repair round trip on invalid output). ``max_tokens`` caps the answer.
+        ``expected_tokens`` is how long the answer usually is: the request asks for at most
+        that much (providers charge their tokens-per-minute quota on ``max_tokens``, not on
+        what is produced), and an answer cut off by it is asked again, once, with the whole
+        ``max_tokens``. The cache key is the same either way.
         ``tags`` attribute usage and events to a run and node; ``budget`` is checked before
         the call and charged after. ``extra`` adds request parameters (``seed``, ``top_p``…).
 
@@ -333,6 +340,7 @@ class LLMGateway:
                             response_format,
                             params,
                             max_tokens,
+                            expected_tokens,
                             tags,
                             budget,
                             timeout_s or self.config.timeout_s,
@@ -363,6 +371,7 @@ class LLMGateway:
         response_format: dict[str, Any] | None,
         params: dict[str, Any],
         max_tokens: int | None,
+        expected_tokens: int | None,
         tags: CallTags,
         budget: Budget | None,
         timeout_s: float,
@@ -401,18 +410,31 @@ class LLMGateway:
         tally = Attempts()
         usage: Usage | None = None
 
+        first = max_tokens
+        if max_tokens is not None and expected_tokens is not None:
+            first = max(1, min(max_tokens, expected_tokens))
+
         async def send(messages: list[dict[str, Any]], estimate: int) -> Any:
-            return await self._attempts.send(
-                model,
-                messages,
-                estimate,
-                response_format,
-                params,
-                max_tokens,
-                timeout_s,
-                tally,
-                base,
+            limit = first
+            sent = params if limit == max_tokens else {**params, "max_completion_tokens": limit}
+            completion = await self._attempts.send(
+                model, messages, estimate, response_format, sent, limit, timeout_s, tally, base
             )
+            if limit != max_tokens and answer_of(completion)[1] == "length":
+                # Cut off by the expected length: this one answer needs the whole cap.
+                self._attempts.retries["output_length"] += 1
+                completion = await self._attempts.send(
+                    model,
+                    messages,
+                    estimate,
+                    response_format,
+                    params,
+                    max_tokens,
+                    timeout_s,
+                    tally,
+                    base,
+                )
+            return completion
 
         try:
             completion = await send(msgs, prompt_estimate)

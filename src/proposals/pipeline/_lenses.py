@@ -83,9 +83,17 @@ async def run_batch(
             lens, items=material, brief=req.brief, variables=variables_text(req)
         )
         schema = findings_schema(len(sub), ctx.findings_per_item)
-        return await ask(ctx, lens, messages, schema, lens_out_tokens(ctx, len(sub))), shown_ids(
-            material
+        # Before the first answer: about four findings an item (the schema allows more).
+        out = await ask(
+            ctx,
+            lens,
+            messages,
+            schema,
+            lens_out_tokens(ctx, len(sub)),
+            units=len(sub),
+            prior=4 * ctx.finding_tokens,
         )
+        return out, shown_ids(material)
 
     def shrink(item: dict[str, Any]) -> dict[str, Any] | None:
         if len(item["chunk_ids"]) <= 1:

@@ -55,7 +55,15 @@ async def synthesize(state: SynthesisInput, runtime: Runtime[PipelineContext]) -
             material = "\n".join(text for _, text in items)
             extra = {"themes": theme_text} if template == "synthesize" else {}
             messages = ctx.prompts.render(template, material=material, **extra, **common)
-            out = await ask(ctx, "synthesize", messages, proposals_schema(n), out_tokens)
+            out = await ask(
+                ctx,
+                "synthesize",
+                messages,
+                proposals_schema(n),
+                out_tokens,
+                units=n,
+                prior=ctx.proposal_tokens / 2,  # before the first answer: half the allowance
+            )
             shown = shown_ids(material)
             drafts = []
             for p in out.proposals:  # type: ignore[attr-defined]
