@@ -29,7 +29,7 @@ from ._client import build_clients, check_connection
 from ._config import GatewayConfig
 from ._errors import InvalidOutputError, RetriesExhausted
 from ._limiter import AdaptiveLimiter
-from ._output import answer_of, json_schema_format, repair_messages, short_errors, try_parse
+from ._output import Reply, json_schema_format, repair_messages, short_errors, try_parse
 from ._ratelimit import RateBudget
 from ._recorder import CallRecorder, Listener
 from ._retry import RetryPolicy
@@ -414,13 +414,13 @@ class LLMGateway:
         if max_tokens is not None and expected_tokens is not None:
             first = max(1, min(max_tokens, expected_tokens))
 
-        async def send(messages: list[dict[str, Any]], estimate: int) -> Any:
+        async def send(messages: list[dict[str, Any]], estimate: int) -> Reply:
             limit = first
             sent = params if limit == max_tokens else {**params, "max_completion_tokens": limit}
             completion = await self._attempts.send(
                 model, messages, estimate, response_format, sent, limit, timeout_s, tally, base
             )
-            if limit != max_tokens and answer_of(completion)[1] == "length":
+            if limit != max_tokens and completion.finish_reason == "length":
                 # Cut off by the expected length: this one answer needs the whole cap.
                 self._attempts.retries["output_length"] += 1
                 completion = await self._attempts.send(
@@ -438,7 +438,7 @@ class LLMGateway:
 
         try:
             completion = await send(msgs, prompt_estimate)
-            text, finish = answer_of(completion)
+            text, finish = completion.text, completion.finish_reason
             parsed: BaseModel | None = None
             if schema is not None:
                 try:
@@ -448,7 +448,7 @@ class LLMGateway:
                     # The prompt was counted once; only the two added messages are new.
                     added = estimate_prompt_tokens(repair[-2:], reply=False)
                     completion = await send(repair, prompt_estimate + added)
-                    text, finish = answer_of(completion)
+                    text, finish = completion.text, completion.finish_reason
                     try:
                         parsed = schema.model_validate_json(text)
                     except ValidationError as again:
@@ -458,7 +458,7 @@ class LLMGateway:
                             text=text,
                         ) from again
             usage = self._usage(
-                model, tally.prompt, tally.completion, estimated=completion.usage is None
+                model, tally.prompt, tally.completion, estimated=completion.prompt_tokens is None
             )
         finally:
             if usage is None and tally.count:
