@@ -143,6 +143,7 @@ async def _measure(mode: str, url: str, concurrency: int, sim: SimulatorProcess)
 
 
 async def _main() -> dict[str, Any]:
+    load_at_start = os.getloadavg()
     runs: list[dict[str, Any]] = []
     async with SimulatorProcess(PROFILE, time_scale=SCALE) as sim:
         url = sim.base_url
@@ -173,7 +174,7 @@ async def _main() -> dict[str, Any]:
         "rounds": ROUNDS,
         "max_tokens": MAX_TOKENS,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "load_average_at_start": os.getloadavg(),
+        "load_average_at_start": load_at_start,
         "summary_medians": summary,
         "best_calls_per_s": best,
         "gateway_share_of_sdk": round(ratio, 3),
