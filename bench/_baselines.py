@@ -26,17 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-import numpy as np
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from pydantic import BaseModel, Field, create_model
 
-from proposals.embeddings import Embedder
+from proposals.embeddings import CachingEmbedder
 from proposals.pipeline import LENSES, Prompts, ProposalRequest
 from proposals.store import Store
 from proposals.tokens import count_tokens, truncate_to_tokens
@@ -107,28 +105,6 @@ def _proposals_model(n: int) -> type[BaseModel]:
     return create_model("Proposals", proposals=(list[_Proposal], Field(max_length=n)))
 
 
-class _MemoEmbedder:
-    """Embeds each distinct query once (the lens searches repeat queries across countries)."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self._inner = inner
-        self._memo: dict[str, np.ndarray] = {}
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def dim(self) -> int:
-        return self._inner.dim
-
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
-        if missing:
-            self._memo.update(zip(missing, await self._inner.embed(missing), strict=True))
-        return np.stack([self._memo[t] for t in texts]).astype(np.float32, copy=False)
-
-
 class _State(TypedDict, total=False):
     evidence: list[str]
     themes: list[dict[str, Any]]
@@ -164,7 +140,7 @@ class Baseline:
         self.strategy = strategy
         self.request = request
         assert store.embedder is not None
-        self.store = Store(store.database, _MemoEmbedder(store.embedder))
+        self.store = Store(store.database, CachingEmbedder(store.embedder))
         self.prompts = Prompts()
         self.llm = ChatOpenAI(
             model="gpt-4o-mini", base_url=base_url, api_key="sim", timeout=timeout_s

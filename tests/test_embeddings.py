@@ -4,10 +4,11 @@ must reorder by ``index``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -15,7 +16,13 @@ import pytest
 
 from _embedder import hash_vector, local_embedder
 from proposals.config import Settings
-from proposals.embeddings import Embedder, LocalEmbedder, OpenAIEmbedder, embedder_from_settings
+from proposals.embeddings import (
+    CachingEmbedder,
+    Embedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    embedder_from_settings,
+)
 from proposals.errors import ConfigError, ProviderError
 
 DIM = 48
@@ -214,3 +221,40 @@ def test_local_embedder_is_shared_per_process(tmp_path) -> None:  # type: ignore
     c = embedder_from_settings(Settings(data_dir=tmp_path, embedding_batch_size=7))
     assert a is b
     assert c is not a
+
+
+class _Counting:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += texts
+        return await self.inner.embed(texts)
+
+
+async def test_caching_embedder_embeds_each_text_once(embedder: Embedder) -> None:
+    counting = _Counting(embedder)
+    cached = CachingEmbedder(counting, max_texts=3)
+    texts = ["savings for gig workers", "crop insurance", "remittances"]
+    # Asked for together and concurrently: each text is embedded once, in one batch.
+    first, second = await asyncio.gather(cached.embed(texts), cached.embed(texts[::-1]))
+    assert sorted(counting.texts) == sorted(texts)
+    np.testing.assert_array_equal(first, second[::-1])
+    np.testing.assert_array_equal(first, await counting.inner.embed(texts))
+    # Over the bound, the least recently used text goes and is embedded again when asked.
+    await cached.embed(texts[1:])
+    await cached.embed(["a fourth text"])
+    await cached.embed([texts[0]])
+    assert counting.texts.count(texts[0]) == 2
+    assert cached.name == embedder.name and cached.dim == embedder.dim

@@ -129,6 +129,28 @@ async def test_capacity_signal_teaches_a_ceiling_and_clamps() -> None:
     assert limiter.peak_since_first_cut <= 101
 
 
+async def test_scattered_resets_teach_no_ceiling() -> None:
+    # A flaky network: one connection in twenty is reset at random, whatever the load.
+    limiter = AdaptiveLimiter(minimum=1, maximum=500, start=40, ceiling_margin=1.0)
+    for round_ in range(30):
+        tickets = await _fill(limiter)
+        for i, ticket in enumerate(tickets):
+            limiter.release()
+            if (i + round_) % 20 == 0:
+                limiter.on_overload(ticket, capacity=True)
+            else:
+                limiter.on_success(ticket)
+    assert limiter.ceiling is None
+    assert limiter.limit > 4  # cuts, but the limit regrows: no ceiling holds it down
+    # A few resets back to back among successes are still no burst (refusals outnumbering
+    # the successes around them are: see the test above).
+    tickets = await _fill(limiter)
+    for ticket in tickets[-3:]:
+        limiter.release()
+        limiter.on_overload(ticket, capacity=True)
+    assert limiter.ceiling is None
+
+
 async def test_successes_admitted_before_a_cut_do_not_regrow_the_limit() -> None:
     limiter = AdaptiveLimiter(minimum=1, maximum=1000, start=100, decrease_factor=0.5)
     tickets = await _fill(limiter)
@@ -433,6 +455,25 @@ async def test_400_is_not_retried() -> None:
             assert not isinstance(info.value, ContextOverflowError)
             assert gw.stats().http_requests == 1
         assert sim.stats()["requests"] == 1
+
+
+async def test_expected_tokens_size_the_request_and_a_cut_answer_is_asked_again() -> None:
+    async with run_simulator("unlimited") as sim, LLMGateway(_config(sim)) as gw:
+        whole = await gw.complete(TEXT, max_tokens=2000)
+        assert whole.finish_reason == "stop" and whole.usage.completion_tokens > 20
+        before = sim.stats()
+        # Enough: one attempt, and the provider is charged for what was asked, not the cap.
+        enough = whole.usage.completion_tokens + 10
+        sized = await gw.complete(TEXT, max_tokens=2000, expected_tokens=enough)
+        charged = sim.stats()["charged_tokens"] - before["charged_tokens"]
+        assert charged == sized.usage.prompt_tokens + enough
+        # Too little: the cut answer is asked again with the whole cap; same answer, same key.
+        short = await gw.complete(TEXT, max_tokens=2000, expected_tokens=10)
+        stats = gw.stats()
+    assert sized.text == whole.text and sized.attempts == 1
+    assert short.text == whole.text and short.finish_reason == "stop" and short.attempts == 2
+    assert short.request_hash == sized.request_hash == whole.request_hash
+    assert stats.retries_by_cause == {"output_length": 1}
 
 
 async def test_context_overflow_is_raised_at_once() -> None:

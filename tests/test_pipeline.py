@@ -99,12 +99,13 @@ def _signature(result: ProposalResult) -> list[tuple[Any, ...]]:
 async def test_tiny_window_batches_and_tree_reduces(
     corpus_settings: Settings, embedder: Embedder
 ) -> None:
-    # The pipeline packs for 8k while the server only accepts 7k: packing, the split on the
-    # server's overflow answer and the synthesis tree reduce all have to work.
+    # The pipeline packs for 8k while the server only accepts 5.5k (calls ask for less output
+    # than packing reserves, so 7k would take them all): packing, the split on the server's
+    # overflow answer and the synthesis tree reduce all have to work.
     request = _request(context_window=8192, output_reserve=3600, proposals_per_pair=2)
     request = request.model_copy(update={"countries": ["AR"]})
     async with open_services(
-        corpus_settings, embedder=embedder, simulator_overrides={"context_window": 7000}
+        corpus_settings, embedder=embedder, simulator_overrides={"context_window": 5500}
     ) as svc:
         result, events = await _run(request, corpus_settings, svc)
         stats = svc.simulator.stats()
@@ -182,7 +183,9 @@ async def test_budget_stop_keeps_partial_results(
     assert result.status == "stopped_budget"
     assert result.stop_reason and "budget" in result.stop_reason
     assert result.themes and result.findings  # what was done is kept
-    assert not result.proposals
+    # Pairs whose synthesis finished before the stop keep their proposals; not every pair did.
+    done = {(p.country, p.profile) for p in result.proposals}
+    assert len(done) < len(_request().pairs())
     assert result.usage.total_tokens <= 40_000
     assert any(e.type == "warning" and e.kind == "budget" for e in events)
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"

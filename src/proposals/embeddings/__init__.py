@@ -2,7 +2,8 @@
 
 ``Embedder`` is the protocol; ``LocalEmbedder`` runs sentence-transformers on the CPU (the
 default, offline) and ``OpenAIEmbedder`` calls an OpenAI-compatible ``/embeddings`` endpoint.
-``embedder_from_settings`` builds the one the settings name.
+``embedder_from_settings`` builds the one the settings name. ``CachingEmbedder`` wraps any of
+them and embeds each distinct text once (query texts repeat across searches).
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ import threading
 from ..config import Settings
 from ..errors import ConfigError
 from ._base import Embedder
+from ._cache import CachingEmbedder
 from ._local import LocalEmbedder
 from ._openai import OpenAIEmbedder
 
-__all__ = ["Embedder", "LocalEmbedder", "OpenAIEmbedder", "embedder_from_settings"]
+__all__ = [
+    "CachingEmbedder",
+    "Embedder",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
+    "embedder_from_settings",
+]
 
 _LOCAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
 _SHARED_LOCAL: dict[tuple[str, int], LocalEmbedder] = {}

@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
 from ._gateway import GatewayStats, LLMGateway, LLMResult
+from ._output import json_schema_format
 from ._packing import Batch, pack
 from ._split import Outcome, call_splitting
 from ._usage import (
@@ -64,6 +65,7 @@ __all__ = [
     "UsageTally",
     "UsageTotals",
     "call_splitting",
+    "json_schema_format",
     "load_prices",
     "pack",
 ]

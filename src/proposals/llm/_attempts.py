@@ -21,7 +21,7 @@ from ..tokens import count_tokens
 from ._errors import ContextOverflowError, NonRetryableError, RetriesExhausted
 from ._events import CallRetry
 from ._limiter import AdaptiveLimiter, LimiterTicket
-from ._output import answer_of
+from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 
@@ -74,8 +74,8 @@ class AttemptLoop:
         timeout_s: float,
         tally: Attempts,
         base: dict[str, Any],
-    ) -> Any:
-        """One logical request: the retry loop around HTTP attempts. Returns a ChatCompletion.
+    ) -> Reply:
+        """One logical request: the retry loop around HTTP attempts.
         ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
         rate_estimate = prompt_estimate + (max_tokens or 0)
         kwargs: dict[str, Any] = dict(params)
@@ -95,7 +95,7 @@ class AttemptLoop:
                         timeout=timeout_s,
                         **kwargs,
                     )
-                completion = raw.parse()
+                completion = reply_from(raw)
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release()
                 failure = classify(exc)
@@ -149,15 +149,15 @@ class AttemptLoop:
 
 
 def _account_tokens(
-    completion: Any, prompt_estimate: int, max_tokens: int | None, tally: Attempts
+    completion: Reply, prompt_estimate: int, max_tokens: int | None, tally: Attempts
 ) -> int:
     """Add the attempt's usage to the tally; return tokens the provider charged."""
-    if completion.usage is not None:
-        prompt = int(completion.usage.prompt_tokens or 0)
-        output = int(completion.usage.completion_tokens or 0)
+    if completion.prompt_tokens is not None:
+        prompt = completion.prompt_tokens
+        output = completion.completion_tokens or 0
     else:
         prompt = prompt_estimate
-        output = count_tokens(answer_of(completion)[0])
+        output = count_tokens(completion.text)
     tally.prompt += prompt
     tally.completion += output
     return prompt + (max_tokens if max_tokens else output)

@@ -29,7 +29,7 @@ from ._client import build_clients, check_connection
 from ._config import GatewayConfig
 from ._errors import InvalidOutputError, RetriesExhausted
 from ._limiter import AdaptiveLimiter
-from ._output import answer_of, json_schema_format, repair_messages, short_errors, try_parse
+from ._output import Reply, json_schema_format, repair_messages, short_errors, try_parse
 from ._ratelimit import RateBudget
 from ._recorder import CallRecorder, Listener
 from ._retry import RetryPolicy
@@ -243,6 +243,7 @@ class LLMGateway:
         model: str | None = ...,
         schema: type[ModelT],
         max_tokens: int | None = ...,
+        expected_tokens: int | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -259,6 +260,7 @@ class LLMGateway:
         model: str | None = ...,
         schema: None = ...,
         max_tokens: int | None = ...,
+        expected_tokens: int | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -274,6 +276,7 @@ class LLMGateway:
         model: str | None = None,
         schema: type[BaseModel] | None = None,
         max_tokens: int | None = None,
+        expected_tokens: int | None = None,
         temperature: float | None = None,
         tags: CallTags | None = None,
         budget: Budget | None = None,
@@ -286,6 +289,10 @@ class LLMGateway:
         ``messages`` are chat messages (``{"role", "content"}``) or one user prompt string.
         ``schema`` asks for strict JSON matching that pydantic model and parses the answer
         (one repair round trip on invalid output). ``max_tokens`` caps the answer.
+        ``expected_tokens`` is how long the answer usually is: the request asks for at most
+        that much (providers charge their tokens-per-minute quota on ``max_tokens``, not on
+        what is produced), and an answer cut off by it is asked again, once, with the whole
+        ``max_tokens``. The cache key is the same either way.
         ``tags`` attribute usage and events to a run and node; ``budget`` is checked before
         the call and charged after. ``extra`` adds request parameters (``seed``, ``top_p``…).
 
@@ -333,6 +340,7 @@ class LLMGateway:
                             response_format,
                             params,
                             max_tokens,
+                            expected_tokens,
                             tags,
                             budget,
                             timeout_s or self.config.timeout_s,
@@ -363,6 +371,7 @@ class LLMGateway:
         response_format: dict[str, Any] | None,
         params: dict[str, Any],
         max_tokens: int | None,
+        expected_tokens: int | None,
         tags: CallTags,
         budget: Budget | None,
         timeout_s: float,
@@ -401,22 +410,35 @@ class LLMGateway:
         tally = Attempts()
         usage: Usage | None = None
 
-        async def send(messages: list[dict[str, Any]], estimate: int) -> Any:
-            return await self._attempts.send(
-                model,
-                messages,
-                estimate,
-                response_format,
-                params,
-                max_tokens,
-                timeout_s,
-                tally,
-                base,
+        first = max_tokens
+        if max_tokens is not None and expected_tokens is not None:
+            first = max(1, min(max_tokens, expected_tokens))
+
+        async def send(messages: list[dict[str, Any]], estimate: int) -> Reply:
+            limit = first
+            sent = params if limit == max_tokens else {**params, "max_completion_tokens": limit}
+            completion = await self._attempts.send(
+                model, messages, estimate, response_format, sent, limit, timeout_s, tally, base
             )
+            if limit != max_tokens and completion.finish_reason == "length":
+                # Cut off by the expected length: this one answer needs the whole cap.
+                self._attempts.retries["output_length"] += 1
+                completion = await self._attempts.send(
+                    model,
+                    messages,
+                    estimate,
+                    response_format,
+                    params,
+                    max_tokens,
+                    timeout_s,
+                    tally,
+                    base,
+                )
+            return completion
 
         try:
             completion = await send(msgs, prompt_estimate)
-            text, finish = answer_of(completion)
+            text, finish = completion.text, completion.finish_reason
             parsed: BaseModel | None = None
             if schema is not None:
                 try:
@@ -426,7 +448,7 @@ class LLMGateway:
                     # The prompt was counted once; only the two added messages are new.
                     added = estimate_prompt_tokens(repair[-2:], reply=False)
                     completion = await send(repair, prompt_estimate + added)
-                    text, finish = answer_of(completion)
+                    text, finish = completion.text, completion.finish_reason
                     try:
                         parsed = schema.model_validate_json(text)
                     except ValidationError as again:
@@ -436,7 +458,7 @@ class LLMGateway:
                             text=text,
                         ) from again
             usage = self._usage(
-                model, tally.prompt, tally.completion, estimated=completion.usage is None
+                model, tally.prompt, tally.completion, estimated=completion.prompt_tokens is None
             )
         finally:
             if usage is None and tally.count:

@@ -12,8 +12,11 @@ The limit starts at ``start`` and stays within ``[minimum, maximum]``.
   does not cut again.
 * **Learned ceiling.** A refused/reset connection or a timeout is a *capacity* signal: the
   number of other calls still in flight when it arrives (released slots excluded) bounds what
-  the provider holds. The lowest such count, times ``ceiling_margin``, becomes a ceiling and
-  the limit is clamped to it. Below it the limit regrows quickly (+1 per success); above it only by slow
+  the provider holds. One such signal proves nothing (a flaky network resets a connection at
+  random, whatever the load), so a ceiling is learned only from a corroborated burst: at least
+  ``corroboration`` capacity signals making up at least half of the last ``outcome_window``
+  outcomes (successes and capacity signals). The lowest count among those signals, times
+  ``ceiling_margin``, becomes the ceiling and the limit is clamped to it. Below it the limit regrows quickly (+1 per success); above it only by slow
   probing (+1 per ``probe_windows`` limits' worth of successes), so the provider is not
   pushed over its cap again and again. A 429 cuts but teaches no ceiling (it is about rate,
   which the rate budget paces).
@@ -66,6 +69,8 @@ class AdaptiveLimiter:
         ceiling_margin: float = 0.95,
         probe_windows: float = 8.0,
         slow_start: bool = True,
+        corroboration: int = 3,
+        outcome_window: int = 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if minimum < 1 or maximum < minimum:
@@ -88,6 +93,12 @@ class AdaptiveLimiter:
         self._generation = 0
         self._last_cut_at = -math.inf
         self._waiters: collections.deque[asyncio.Future[LimiterTicket]] = collections.deque()
+        self.corroboration = max(1, corroboration)
+        self._outcomes: collections.deque[int | None] = collections.deque(
+            maxlen=max(outcome_window, self.corroboration)
+        )
+        """The latest outcomes: ``None`` for a success, the capacity it suggests for a
+        capacity signal."""
 
     # --- observation ------------------------------------------------------------------------
     @property
@@ -167,6 +178,7 @@ class AdaptiveLimiter:
     # --- feedback ---------------------------------------------------------------------------
     def on_success(self, ticket: LimiterTicket) -> None:
         """A call admitted with ``ticket`` succeeded: grow the limit if it was in use."""
+        self._outcomes.append(None)
         if ticket.generation != self._generation:
             return  # admitted before the last cut: it tells nothing about the cut limit
         busy = self._in_flight + len(self._waiters) >= self._limit / 2
@@ -202,13 +214,16 @@ class AdaptiveLimiter:
         if capacity:
             # The calls still in flight when one is refused are about what the provider
             # holds (those also being refused leave soon after): the lowest such count in
-            # an episode estimates its capacity.
+            # a corroborated burst estimates its capacity.
             held = min(ticket.position - 1, self._in_flight)
-            cap = max(self.minimum, math.floor(held * self.ceiling_margin))
-            if self._ceiling is None or cap < self._ceiling:
-                self._ceiling = cap
-                # Calls already admitted drain by themselves; admit no more than the cap.
-                self._limit = min(self._limit, float(cap))
+            self._outcomes.append(max(self.minimum, math.floor(held * self.ceiling_margin)))
+            caps = [c for c in self._outcomes if c is not None]
+            if len(caps) >= self.corroboration and 2 * len(caps) >= len(self._outcomes):
+                cap = min(caps)
+                if self._ceiling is None or cap < self._ceiling:
+                    self._ceiling = cap
+                    # Calls already admitted drain by themselves; admit no more than the cap.
+                    self._limit = min(self._limit, float(cap))
         now = self._clock()
         if ticket.generation != self._generation or now - self._last_cut_at < self.cooldown_s:
             return False

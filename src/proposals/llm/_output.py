@@ -6,15 +6,70 @@ the schema, and the repair message sent back when an answer does not match it.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["answer_of", "json_schema_format", "repair_messages", "short_errors", "try_parse"]
+__all__ = [
+    "Reply",
+    "json_schema_format",
+    "repair_messages",
+    "reply_from",
+    "short_errors",
+    "try_parse",
+]
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the gateway reads of one chat completion."""
+
+    text: str
+    """The first choice's content ("" when there is none)."""
+    finish_reason: str | None
+    model: str | None
+    prompt_tokens: int | None
+    """``None`` (with ``completion_tokens``) when the provider reported no usage."""
+    completion_tokens: int | None
+
+
+def reply_from(raw: Any) -> Reply:
+    """The :class:`Reply` in an SDK raw response.
+
+    Read from the JSON body: building the SDK's typed ``ChatCompletion`` costs more CPU per
+    call than everything else the gateway does. A body that is not a chat completion goes
+    through the SDK's own parsing (and its errors)."""
+    try:
+        data = raw.http_response.json()
+        choices = data.get("choices") or []
+        first = choices[0] if choices else {}
+        usage = data.get("usage")
+        return Reply(
+            text=(first.get("message") or {}).get("content") or "" if first else "",
+            finish_reason=first.get("finish_reason") if first else None,
+            model=data.get("model"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0) if usage else None,
+            completion_tokens=int(usage.get("completion_tokens") or 0) if usage else None,
+        )
+    except (ValueError, TypeError, AttributeError, KeyError):
+        completion = raw.parse()
+        choice = completion.choices[0] if completion.choices else None
+        usage = completion.usage
+        return Reply(
+            text=(choice.message.content or "") if choice else "",
+            finish_reason=choice.finish_reason if choice else None,
+            model=completion.model,
+            prompt_tokens=int(usage.prompt_tokens or 0) if usage else None,
+            completion_tokens=int(usage.completion_tokens or 0) if usage else None,
+        )
+
+
+@functools.lru_cache(maxsize=512)
 def json_schema_format(schema: type[BaseModel]) -> dict[str, Any]:
-    """``response_format`` asking for strict JSON matching the pydantic model ``schema``."""
+    """``response_format`` asking for strict JSON matching the pydantic model ``schema``
+    (built once per schema; the dict is shared, do not modify it)."""
     try:
         from openai.lib import type_to_response_format_param
     except ImportError:  # pragma: no cover - older or newer SDK layouts
@@ -44,14 +99,6 @@ def _build_strict_format(schema: type[BaseModel]) -> dict[str, Any]:
             "strict": True,
         },
     }
-
-
-def answer_of(completion: Any) -> tuple[str, str | None]:
-    """The first choice's text and finish reason (``("", None)`` without a choice)."""
-    if not completion.choices:
-        return "", None
-    choice = completion.choices[0]
-    return choice.message.content or "", choice.finish_reason
 
 
 def try_parse(schema: type[BaseModel] | None, text: str) -> BaseModel | None:

@@ -1,8 +1,9 @@
 """The proposal pipeline: request/result models, prompt templates, the LangGraph graph.
 
-retrieve → analyze (A: opportunity themes) → plan → market_fit (B) · regulation (C) ·
-feasibility (D) · positioning (E), fanned out as token-budgeted batches → synthesize (per
-country x profile, tree-reduced when over the window). Runs are started by
+retrieve → analyze (A: opportunity themes) → per country, pipelined: evidence planning →
+market_fit (B) · regulation (C) · feasibility (D) · positioning (E) as token-budgeted batches
+→ synthesize (per country x profile as soon as its findings are in, tree-reduced when over
+the window). Runs are started by
 :func:`proposals.runs.generate`; this package knows nothing of HTTP or storage of runs.
 """
 

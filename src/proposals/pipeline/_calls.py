@@ -37,16 +37,25 @@ async def ask(
     messages: list[dict[str, str]],
     schema: type[M],
     max_tokens: int,
+    *,
+    units: int = 1,
+    prior: float | None = None,
 ) -> M:
-    """One structured call through the shared gateway, tagged with the run and node."""
+    """One structured call through the shared gateway, tagged with the run and node.
+
+    ``units`` (items, proposals) is what the answer's length grows with; ``prior`` the
+    expected tokens per unit before this run has seen an answer of ``node``."""
+    sizer_node = node if node in ("analyze", "synthesize") else "lens"
     result = await ctx.gateway.complete(
         messages,
         model=ctx.model_for(node),
         schema=schema,
         max_tokens=max_tokens,
+        expected_tokens=ctx.sizes.expect(sizer_node, units, max_tokens, prior),
         tags=CallTags(run_id=ctx.run_id, node=node),
         budget=ctx.budget,
     )
+    ctx.sizes.observe(sizer_node, units, result.usage.completion_tokens)
     parsed = result.parsed
     if parsed is None:
         raise ProviderError(f"{node}: the model returned no parsable answer")

@@ -13,6 +13,8 @@ from ..observe import RunTrace
 from ..tokens import estimate_prompt_tokens
 from ._models import FailedItem, Proposal, ProposalRequest
 from ._prompts import Prompts
+from ._schedule import RunSchedule
+from ._sizes import OutputSizer
 
 if TYPE_CHECKING:
     from ..llm import Budget, LLMGateway
@@ -88,6 +90,10 @@ class PipelineContext:
     extra: dict[str, Any] = field(default_factory=dict)
     trace: RunTrace = field(default_factory=RunTrace)
     """The run's node spans (no-op without an OpenTelemetry SDK)."""
+    schedule: RunSchedule = field(default_factory=RunSchedule)
+    sizes: OutputSizer = field(default_factory=OutputSizer)
+    """Expected answer lengths per node, learned from the run's answers."""
+    """Planning turns and progress of the pipelined lens and synthesis work."""
 
     def model_for(self, node: str) -> str:
         """The model a node uses: the request's choice, else the default."""

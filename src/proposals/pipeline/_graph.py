@@ -1,9 +1,13 @@
-"""The proposal graph (LangGraph): retrieve → analyze → plan → lenses (Send) → collect →
-synthesize (Send per country x profile).
+"""The proposal graph (LangGraph): retrieve → analyze → ``country`` (Send per country:
+evidence planning, lens batches and each pair's synthesis, pipelined) → finish.
 
-Fan-out sends *batches*, never single items; how many calls run at once is the gateway's
-business, so the graph sets no ``max_concurrency``. With a checkpointer, thread id = run id
-and a restarted process resumes where the last checkpoint left off.
+The stage-by-stage path, plan → lenses (Send per batch) → collect → synthesize (Send per
+pair), waits at every stage for the slowest task; it stays in the graph so that runs
+checkpointed by an earlier version resume, and ``build_graph(pipelined=False)`` takes it (the
+two give the same results). Fan-out sends *batches*, never single items; how many calls run
+at once is the gateway's business, so the graph sets no ``max_concurrency``. With a
+checkpointer, thread id = run id and a restarted process resumes where the last checkpoint
+left off.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from ._analyze import analyze
 from ._context import PipelineContext
+from ._countries import CountryInput, country
 from ._lenses import collect, lens_node
 from ._models import LENSES
 from ._retrieve import plan, retrieve
@@ -27,6 +33,17 @@ __all__ = ["PipelineState", "build_graph"]
 
 def _after_analyze(state: PipelineState) -> str:
     return END if state.get("stops") or not state.get("themes") else "plan"
+
+
+def _fan_out_countries(state: PipelineState, runtime: Runtime[PipelineContext]) -> list[Send] | str:
+    if state.get("stops") or not state.get("themes"):
+        return END
+    themes = state.get("themes") or []
+    countries = runtime.context.request.countries
+    return [
+        Send("country", CountryInput(country=c, index=i, themes=themes))
+        for i, c in enumerate(countries)
+    ]
 
 
 def _fan_out_lenses(state: PipelineState) -> list[Send] | str:
@@ -57,8 +74,12 @@ Graph = CompiledStateGraph[PipelineState, PipelineContext, PipelineState, Pipeli
 """The compiled proposal graph's type: state in and out, :class:`PipelineContext` at run time."""
 
 
-def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Graph:
-    """The compiled proposal graph; pass a checkpointer to make runs resumable."""
+def build_graph(
+    checkpointer: BaseCheckpointSaver | None = None, *, pipelined: bool = True
+) -> Graph:
+    """The compiled proposal graph; pass a checkpointer to make runs resumable.
+
+    ``pipelined=False`` runs new runs stage by stage (see the module docstring)."""
     graph = StateGraph(PipelineState, context_schema=PipelineContext)
     graph.add_node("retrieve", traced("retrieve", retrieve))
     graph.add_node("analyze", traced("analyze", analyze))
@@ -70,7 +91,12 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> Graph:
     graph.add_node("finish", traced("finish", finish))
     graph.add_edge(START, "retrieve")
     graph.add_edge("retrieve", "analyze")
-    graph.add_conditional_edges("analyze", _after_analyze, ["plan", END])
+    graph.add_node("country", traced("country", country))
+    if pipelined:
+        graph.add_conditional_edges("analyze", _fan_out_countries, ["country", END])
+    else:
+        graph.add_conditional_edges("analyze", _after_analyze, ["plan", END])
+    graph.add_edge("country", "finish")
     graph.add_conditional_edges("plan", _fan_out_lenses, [*LENSES, "collect"])
     for lens in LENSES:
         graph.add_edge(lens, "collect")

@@ -30,6 +30,9 @@ class PipelineState(TypedDict, total=False):
     stops: Annotated[list[str], operator.add]
     """Why the run stopped early (budget); empty when it did not."""
     lens_done: Annotated[list[str], operator.add]
+    """The lens of every batch done (one entry per batch)."""
+    planned: Annotated[list[str], operator.add]
+    """The lens of every batch planned by the pipelined path (one entry per batch)."""
     synth_done: Annotated[list[str], operator.add]
 
 

@@ -3,6 +3,7 @@ findings; ``finish`` joins the pairs."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..tokens import truncate_to_tokens
 from ._calls import ask, proposals_schema
 from ._context import PipelineContext
 from ._mapreduce import Reduce, budget_stop, keep_cited, map_reduce, pack_texts, record_failure
-from ._models import Proposal
+from ._models import LENSES, Proposal
 from ._render import by_score, common_values, draft_text, finding_line, finding_order, shown_ids
 from ._state import PipelineState, SynthesisInput
 
@@ -54,7 +55,15 @@ async def synthesize(state: SynthesisInput, runtime: Runtime[PipelineContext]) -
             material = "\n".join(text for _, text in items)
             extra = {"themes": theme_text} if template == "synthesize" else {}
             messages = ctx.prompts.render(template, material=material, **extra, **common)
-            out = await ask(ctx, "synthesize", messages, proposals_schema(n), out_tokens)
+            out = await ask(
+                ctx,
+                "synthesize",
+                messages,
+                proposals_schema(n),
+                out_tokens,
+                units=n,
+                prior=ctx.proposal_tokens / 2,  # before the first answer: half the allowance
+            )
             shown = shown_ids(material)
             drafts = []
             for p in out.proposals:  # type: ignore[attr-defined]
@@ -136,8 +145,17 @@ async def synthesize(state: SynthesisInput, runtime: Runtime[PipelineContext]) -
 
 
 async def finish(state: PipelineState, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
-    """Join after synthesis: report it finished."""
+    """Join after synthesis: report it finished (and, after the pipelined path, planning and
+    the lenses if this process did not see them complete, e.g. in a resumed run)."""
     ctx = runtime.context
-    failed = sum(1 for f in state.get("failed") or [] if f["node"] == "synthesize")
-    ctx.reporter.node_finished("synthesize", done=len(state.get("synth_done") or []), failed=failed)
+    failed = state.get("failed") or []
+    planned = Counter(state.get("planned") or [])
+    if planned:
+        items = len(state.get("themes") or []) * len(LENSES) * len(ctx.request.pairs())
+        ctx.schedule.report_finished(ctx, "plan", done=items)
+        for lens in LENSES:
+            lost = sum(1 for f in failed if f["node"] == lens)
+            ctx.schedule.report_finished(ctx, lens, done=planned[lens], failed=lost)
+    lost = sum(1 for f in failed if f["node"] == "synthesize")
+    ctx.reporter.node_finished("synthesize", done=len(state.get("synth_done") or []), failed=lost)
     return {}

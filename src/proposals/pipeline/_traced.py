@@ -32,9 +32,12 @@ def traced(name: str, fn: Node) -> Node:
         ctx = runtime.context
         rt = ctx.trace
         rt.run_id = ctx.run_id
+        if name == "country":
+            # Its parts (planning, lens batches, synthesis) open their own node spans.
+            return await fn(state, runtime)
         if name in _UNTRACED:
             out = await fn(state, runtime)
-            for ended in LENSES if name == "collect" else ("synthesize",):
+            for ended in LENSES if name == "collect" else ("plan", *LENSES, "synthesize"):
                 rt.end(ended)
             return out
         if name not in _FANNED_OUT:

@@ -1,0 +1,179 @@
+"""Evidence planning: each (lens, theme, country, profile) item draws its own evidence by
+hybrid search, and a country's items are packed into lens batches.
+
+Batches hold items of one lens and one country (so a batch's citations stay within that
+country), under the token budget of one call, and no more items than the output reserve can
+answer. Only chunk ids travel in the graph's state; the texts go with the batch in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..embeddings import CachingEmbedder
+from ..llm import pack
+from ..store import SearchHit, Store
+from ..tokens import count_tokens
+from ._context import PipelineContext
+from ._models import LENSES, Lens, Profile
+from ._render import item_text, variables_text
+
+__all__ = [
+    "LENS_DOC_TYPES",
+    "LENS_FOCUS",
+    "Job",
+    "caching_store",
+    "lens_jobs",
+    "lens_out_tokens",
+    "limited",
+    "pack_batches",
+    "prefetch_queries",
+    "search_jobs",
+]
+
+LENS_DOC_TYPES: dict[Lens, list[str] | None] = {
+    "market_fit": None,
+    "regulation": ["official"],
+    "feasibility": ["technical_report"],
+    "positioning": ["product_description"],
+}
+"""Document types each lens draws its evidence from (``None``: all)."""
+LENS_FOCUS: dict[Lens, str] = {
+    "market_fit": "customer demand, needs, behaviour, market size and adoption",
+    "regulation": "regulation, rules, licences, consumer protection, limits and taxes",
+    "feasibility": "technical infrastructure, payment rails, integration and operations",
+    "positioning": "existing products, features, fees, prices and competitors",
+}
+SEARCH_CONCURRENCY = 6
+
+Job = tuple[Lens, str, Profile, dict[str, Any]]
+"""One lens item to plan: lens, country, profile, theme."""
+
+
+async def limited(factories: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
+    """Run database work with at most ``limit`` at once (the pool, not the LLM, bounds it)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(factory: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await factory()
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(f)) for f in factories]
+    return [t.result() for t in tasks]
+
+
+def lens_out_tokens(ctx: PipelineContext, items: int) -> int:
+    """``max_tokens`` of a lens call answering ``items`` items."""
+    return min(ctx.output_reserve, items * ctx.findings_per_item * ctx.finding_tokens)
+
+
+def lens_jobs(
+    ctx: PipelineContext, themes: list[dict[str, Any]], countries: list[str]
+) -> list[Job]:
+    """The lens items of ``countries``, lens by lens (the order batches are packed in)."""
+    return [
+        (lens, country, profile, theme)
+        for lens in LENSES
+        for country in countries
+        for profile in ctx.request.profiles_for(country)
+        for theme in themes
+    ]
+
+
+def caching_store(store: Store) -> Store:
+    """``store`` searching through an embedder that embeds each distinct query once."""
+    if store.embedder is None or isinstance(store.embedder, CachingEmbedder):
+        return store
+    return Store(store.database, CachingEmbedder(store.embedder), tenant=store.tenant)
+
+
+def _query(lens: Lens, profile: Profile, theme: dict[str, Any]) -> str:
+    return f"{theme['title']}. {theme['description']} {profile.name}. {LENS_FOCUS[lens]}"
+
+
+async def prefetch_queries(store: Store, jobs: list[Job]) -> None:
+    """Embed the distinct queries of ``jobs`` in one call (a query does not depend on the
+    country). A local model's vector depends slightly on the batch it was computed in
+    (bfloat16, padding), so a run embeds all its queries in this one batch whatever order it
+    plans in: the same request finds the same evidence."""
+    if isinstance(store.embedder, CachingEmbedder):
+        await store.embedder.prefetch([_query(lens, p, t) for lens, _, p, t in jobs])
+
+
+async def search_jobs(ctx: PipelineContext, store: Store, jobs: list[Job]) -> list[list[SearchHit]]:
+    """Each job's evidence (hybrid search, country-filtered, the lens's document types)."""
+    await prefetch_queries(store, jobs)
+    k = ctx.request.options.evidence_k
+
+    def search(lens: Lens, country: str, profile: Profile, theme: dict[str, Any]) -> Any:
+        query = _query(lens, profile, theme)
+        return lambda: store.search(query, k=k, country=country, doc_types=LENS_DOC_TYPES[lens])
+
+    return await limited([search(*job) for job in jobs], SEARCH_CONCURRENCY)
+
+
+def pack_batches(
+    ctx: PipelineContext, jobs: list[Job], results: list[list[SearchHit]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Items with their evidence (cut to fit one call), packed per (lens, country).
+
+    Batches are ``{id, lens, items, tokens}`` and numbered ``lens:country:n`` per group; the
+    same jobs and hits always give the same batches.
+    """
+    req = ctx.request
+    per_item_out = ctx.findings_per_item * ctx.finding_tokens
+    max_items = max(1, ctx.output_reserve // per_item_out)
+    # The fixed part of a lens prompt does not depend on the item: count it once per lens.
+    budgets = {
+        (lens, items): ctx.input_budget(
+            ctx.prompts.render(lens, items="", brief=req.brief, variables=variables_text(req)),
+            lens_out_tokens(ctx, items),
+        )
+        for lens in LENSES
+        for items in (1, max_items)
+    }
+    warnings: list[str] = []
+    grouped: dict[tuple[Lens, str], list[dict[str, Any]]] = {}
+    for (lens, country, profile, theme), hits in zip(jobs, results, strict=True):
+        texts = {h.chunk_id: h.text for h in hits}
+        item = {
+            "key": f"{lens} {theme['id']} {country}/{profile.name}",
+            "lens": lens,
+            "theme_id": theme["id"],
+            "country": country,
+            "profile": profile.model_dump(),
+            "chunk_ids": [h.chunk_id for h in hits],
+        }
+        budget = budgets[lens, 1]
+        text = item_text(1, item, theme, texts)
+        while count_tokens(text) + 4 > budget and item["chunk_ids"]:
+            item["chunk_ids"] = item["chunk_ids"][:-1]
+            text = item_text(1, item, theme, texts)
+        if len(item["chunk_ids"]) < len(hits):
+            msg = f"plan: evidence of {item['key']} cut to {len(item['chunk_ids'])} chunk(s) to fit the window"
+            ctx.reporter.warning("truncated", msg, "plan")
+            warnings.append(msg)
+        item["tokens"] = count_tokens(text) + 4
+        grouped.setdefault((lens, country), []).append(item)
+    batches: list[dict[str, Any]] = []
+    for (lens, country), items in grouped.items():
+        packed = pack(
+            items, budget=max(budgets[lens, max_items], 32), count=lambda it: it["tokens"]
+        )
+        n = 0
+        for group in (b.items for b in packed):
+            for start in range(0, len(group), max_items):
+                chunk = group[start : start + max_items]
+                n += 1
+                batches.append(
+                    {
+                        "id": f"{lens}:{country}:{n}",
+                        "lens": lens,
+                        "items": chunk,
+                        "tokens": sum(it["tokens"] for it in chunk),
+                    }
+                )
+    return batches, warnings
