@@ -14,6 +14,7 @@ from ..vocabulary import COUNTRY_CODES, DOC_TYPES, DocType, normalize_country, n
 from ._loaders import SUPPORTED_SUFFIXES, load_file
 from ._model import Block, Chunk, IngestFailure, IngestReport, LoadedDocument
 from ._pipeline import ingest, source_files
+from ._ray import RayOptions, ingest_on_ray
 from ._splitter import split_blocks
 from ._stages import (
     DocumentSink,
@@ -39,9 +40,11 @@ __all__ = [
     "LoadedDocument",
     "PreparedFile",
     "ProgressCallback",
+    "RayOptions",
     "StoredDocument",
     "embedding_text",
     "ingest",
+    "ingest_on_ray",
     "load_file",
     "normalize_country",
     "normalize_doc_type",

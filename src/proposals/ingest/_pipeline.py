@@ -21,7 +21,6 @@ from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
-from ..store import Store
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES
 from ._model import IngestFailure, IngestReport
@@ -183,9 +182,7 @@ class _Run:
         files, failed, ignored = await asyncio.to_thread(source_files, paths)
         self.report.failed.extend(failed)
         self.report.ignored.extend(ignored)
-        if reset_index:
-            await Store(self.db).reset_index()
-        stored = await self.sink.open(len(files))
+        stored = await self.sink.open(len(files), reset_index=reset_index)
 
         queue: asyncio.Queue[PreparedFile | IngestFailure | None] = asyncio.Queue(maxsize=3)
 
@@ -210,12 +207,7 @@ class _Run:
                     group = []
             await self._store(group)
 
-        if prune:
-            await self._prune(paths, stored)
-        if self.report.chunks_written:
-            # A country that grew past the threshold gets its own vector index now, once per
-            # ingest rather than inside a document's transaction.
-            await Store(self.db).ensure_country_indexes()
+        await self.sink.close(paths if prune else ())
         self.report.seconds = time.perf_counter() - started
         return self.report
 
@@ -255,23 +247,3 @@ class _Run:
             n = len(item.chunks or ())
             await self.sink.write(item, vectors[start : start + n])
             start += n
-
-    async def _prune(
-        self, paths: Sequence[str | PathLike[str]], stored: dict[str, StoredDocument]
-    ) -> None:
-        def missing() -> list[tuple[str, int]]:
-            roots = [Path(p).expanduser().resolve() for p in paths]
-            found = []
-            for key, row in stored.items():
-                path = Path(key)
-                under = any(path == r or r in path.parents for r in roots)
-                if under and not path.exists():
-                    found.append((key, row.id))
-            return found
-
-        gone = await asyncio.to_thread(missing)
-        if not gone:
-            return
-        async with self.db.pool.connection() as conn, conn.transaction():
-            await conn.execute("DELETE FROM documents WHERE id = ANY(%s)", ([g[1] for g in gone],))
-        self.report.removed.extend(g[0] for g in gone)

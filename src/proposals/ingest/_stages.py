@@ -10,11 +10,13 @@ progress ticks. The local pipeline and the Ray pipeline are two drivers of these
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from ..db import Database
 from ..errors import IngestError
-from ..store import check_index_model, ensure_index
+from ..store import Store, check_index_model, ensure_index
 from ._loaders import load_bytes
 from ._meta import UNSET, ResolvedMeta, resolve_meta
 from ._model import Chunk, IngestFailure, IngestReport
@@ -147,7 +149,7 @@ class DocumentSink:
 
     Call :meth:`open` once (checks the index's model, reads what is stored), then for each
     file :meth:`settle` (True: nothing to embed, already handled) or :meth:`write` with its
-    vectors, or :meth:`fail`. Each written document is one transaction: its row and all of its
+    vectors, or :meth:`fail`; then :meth:`close`. Each written document is one transaction: its row and all of its
     chunks, or nothing.
     """
 
@@ -169,9 +171,12 @@ class DocumentSink:
         self.done = 0
         self.total = 0
 
-    async def open(self, total: int) -> dict[str, StoredDocument]:
-        """Check the index's model and load the tenant's stored documents (by path)."""
+    async def open(self, total: int, *, reset_index: bool = False) -> dict[str, StoredDocument]:
+        """Check the index's model and load the tenant's stored documents (by path);
+        ``reset_index`` first deletes everything (to switch embedding models)."""
         self.total = total
+        if reset_index:
+            await Store(self.db).reset_index()
         async with self.db.pool.connection() as conn:
             await check_index_model(conn, self.embedding_model)
             cur = await conn.execute(
@@ -181,6 +186,33 @@ class DocumentSink:
             )
             self.stored = {r[0]: StoredDocument(*r[1:]) for r in await cur.fetchall()}
         return self.stored
+
+    async def close(self, prune: Sequence[str | PathLike[str]] = ()) -> None:
+        """Finish: remove stored documents under the ``prune`` paths whose file is gone, and
+        give a country that grew past the threshold its own vector index (once per ingest,
+        not inside a document's transaction)."""
+        if prune:
+            await self._prune(prune)
+        if self.report.chunks_written:
+            await Store(self.db).ensure_country_indexes()
+
+    async def _prune(self, paths: Sequence[str | PathLike[str]]) -> None:
+        def missing() -> list[tuple[str, int]]:
+            roots = [Path(p).expanduser().resolve() for p in paths]
+            found = []
+            for key, row in self.stored.items():
+                path = Path(key)
+                under = any(path == r or r in path.parents for r in roots)
+                if under and not path.exists():
+                    found.append((key, row.id))
+            return found
+
+        gone = await asyncio.to_thread(missing)
+        if not gone:
+            return
+        async with self.db.pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM documents WHERE id = ANY(%s)", ([g[1] for g in gone],))
+        self.report.removed.extend(g[0] for g in gone)
 
     def fail(self, failure: IngestFailure) -> None:
         """Record a file that could not be ingested, with its reason."""
