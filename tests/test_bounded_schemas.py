@@ -20,8 +20,11 @@ from proposals.pipeline._schemas import (
 from proposals.simulator import run_simulator
 
 
-def _schema(model: Any, **kw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = json_schema_format(model, **kw)["json_schema"]["schema"]
+def _schema(model: Any, config: GatewayConfig | None = None) -> dict[str, Any]:
+    fmt = json_schema_format(model)
+    if config is not None:
+        fmt = config.fit_format(fmt)
+    out: dict[str, Any] = fmt["json_schema"]["schema"]
     return out
 
 
@@ -73,10 +76,10 @@ def test_max_length_is_sent_only_where_strict_mode_accepts_it() -> None:
     assert not off.sends_max_length
 
     model = proposals_schema(3, (5, 9))
-    stripped = _schema(model, max_length=False)
+    stripped = _schema(model, GatewayConfig())  # as sent to api.openai.com
     assert _keys(stripped, "maxLength") == []
     assert _keys(stripped, "enum") == [[5, 9]] and _keys(stripped, "maxItems")
-    assert _keys(_schema(model), "maxLength")
+    assert _keys(_schema(model, GatewayConfig(base_url="http://127.0.0.1:8000/v1")), "maxLength")
 
 
 async def test_the_simulator_answers_within_the_bounds() -> None:

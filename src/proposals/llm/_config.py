@@ -132,6 +132,11 @@ class GatewayConfig(BaseModel):
             return True
         return not (self.azure_endpoint or "api.openai.com" in (self.base_url or "api.openai.com"))
 
+    def fit_format(self, response_format: dict[str, Any]) -> dict[str, Any]:
+        """``response_format`` as this endpoint accepts it: without ``maxLength`` where it
+        is not sent (see :attr:`sends_max_length`)."""
+        return response_format if self.sends_max_length else _without(response_format, "maxLength")
+
     @property
     def start_limit(self) -> int:
         return min(max(self.concurrency_start, self.concurrency_min), self.concurrency_max)
@@ -160,3 +165,12 @@ class GatewayConfig(BaseModel):
         }
         values.update(overrides)
         return cls(**values)
+
+
+def _without(node: Any, keyword: str) -> Any:
+    """A JSON document without ``keyword`` anywhere."""
+    if isinstance(node, dict):
+        return {k: _without(v, keyword) for k, v in node.items() if k != keyword}
+    if isinstance(node, list):
+        return [_without(v, keyword) for v in node]
+    return node

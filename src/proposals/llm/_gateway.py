@@ -54,25 +54,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 Listener = Callable[[CallEvent], None]
 
 
-def json_schema_format(schema: type[BaseModel], *, max_length: bool = True) -> dict[str, Any]:
-    """``response_format`` asking for strict JSON matching the pydantic model ``schema``;
-    without ``max_length``, every ``maxLength`` keyword is left out (for endpoints whose strict
-    mode refuses it)."""
+def json_schema_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """``response_format`` asking for strict JSON matching the pydantic model ``schema``."""
     try:
         from openai.lib import type_to_response_format_param
     except ImportError:  # pragma: no cover - older or newer SDK layouts
-        built = _build_strict_format(schema)
-    else:
-        built = dict(type_to_response_format_param(schema))  # type: ignore[arg-type]
-    return built if max_length else _without(built, "maxLength")
-
-
-def _without(node: Any, keyword: str) -> Any:
-    if isinstance(node, dict):
-        return {k: _without(v, keyword) for k, v in node.items() if k != keyword}
-    if isinstance(node, list):
-        return [_without(v, keyword) for v in node]
-    return node
+        return _build_strict_format(schema)
+    return dict(type_to_response_format_param(schema))  # type: ignore[arg-type]
 
 
 def _build_strict_format(schema: type[BaseModel]) -> dict[str, Any]:
@@ -443,9 +431,7 @@ class LLMGateway:
             else [dict(m) for m in messages]
         )
         response_format = (
-            json_schema_format(schema, max_length=self.config.sends_max_length)
-            if schema is not None
-            else None
+            self.config.fit_format(json_schema_format(schema)) if schema is not None else None
         )
         params: dict[str, Any] = {}
         if max_tokens is not None:
