@@ -146,17 +146,22 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     def on_progress(event: IngestProgress) -> None:
         seen["done"] = event.done
         name = event.path.rsplit("/", 1)[-1]
-        bar.update(
-            task, completed=event.done, total=event.total, description=f"{event.status} {name}"
+        storing = event.status == "storing"  # a slice of a large file, not a finished file
+        described = (
+            f"storing {name}: {event.chunks} chunks" if storing else f"{event.status} {name}"
         )
-        if not show_bar and not args.json:
-            # Not a terminal (a log, a pipe, CI): one plain line per file.
+        bar.update(task, completed=event.done, total=event.total, description=described)
+        if show_bar or args.json:
+            return
+        # Not a terminal (a log, a pipe, CI): one plain line per file, and one per stored
+        # slice of a large file.
+        if storing:
+            line = f"ingest [{event.done + 1}/{event.total}] storing {event.path}: "
+            line += f"{event.chunks} chunks so far"
+        else:
             chunks = f", {event.chunks} chunks" if event.chunks else ""
-            print(
-                f"ingest [{event.done}/{event.total}] {event.status} {event.path}{chunks}",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"ingest [{event.done}/{event.total}] {event.status} {event.path}{chunks}"
+        print(line, file=sys.stderr, flush=True)
 
     try:
         async with await Database.open(settings) as db:

@@ -302,7 +302,9 @@ class LLMGateway:
             if isinstance(messages, str)
             else [dict(m) for m in messages]
         )
-        response_format = json_schema_format(schema) if schema is not None else None
+        response_format = (
+            self.config.fit_format(json_schema_format(schema)) if schema is not None else None
+        )
         params: dict[str, Any] = {}
         if max_tokens is not None:
             params["max_completion_tokens"] = max_tokens

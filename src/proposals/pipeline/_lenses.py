@@ -12,12 +12,13 @@ from pydantic import BaseModel
 
 from ..errors import BudgetExceeded, DatabaseError
 from ..llm import call_splitting
-from ._calls import ask, findings_schema
+from ._calls import ask
 from ._context import PipelineContext
 from ._mapreduce import budget_stop, keep_cited, record_failure
 from ._models import LENSES, Lens
 from ._render import item_text, shown_ids, variables_text
 from ._retrieve import lens_out_tokens
+from ._schemas import findings_schema
 from ._state import LensInput, PipelineState
 
 __all__ = ["LensNode", "collect", "lens_node"]
@@ -61,10 +62,9 @@ def lens_node(lens: Lens) -> LensNode:
             messages = ctx.prompts.render(
                 lens, items=material, brief=req.brief, variables=variables_text(req)
             )
-            schema = findings_schema(len(sub), ctx.findings_per_item)
-            return await ask(
-                ctx, lens, messages, schema, lens_out_tokens(ctx, len(sub))
-            ), shown_ids(material)
+            shown = shown_ids(material)
+            schema = findings_schema(len(sub), ctx.findings_per_item, tuple(sorted(shown)))
+            return await ask(ctx, lens, messages, schema, lens_out_tokens(ctx, len(sub))), shown
 
         def shrink(item: dict[str, Any]) -> dict[str, Any] | None:
             if len(item["chunk_ids"]) <= 1:
