@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     llm_call_deadline_s: float = Field(default=900.0, gt=0)
     """Deadline of one whole LLM call: waiting for rate budget and a concurrency slot, every
     attempt and every backoff between them."""
+    shared_budget: bool = False
+    """Share one provider budget (concurrency, RPM, TPM) with every other process calling the
+    same endpoint with this on, through the database (leases renewed by heartbeat). Turn it on
+    for every worker when several share one quota; see docs/scale.md."""
+    shared_budget_lease_s: float = Field(default=6.0, ge=1.0, le=300.0)
+    """Seconds after which a process that stopped renewing its share (it died) loses it."""
     simulator_profile: str = "tier1"
     """Profile of the offline simulator used when no provider is configured."""
     simulator_url: str | None = None

@@ -24,6 +24,7 @@ from ._errors import (
 from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
 from ._gateway import GatewayStats, LLMGateway, LLMResult
 from ._packing import Batch, pack
+from ._shared import SharedBudget, ShareSettings, share_settings
 from ._split import Outcome, call_splitting
 from ._usage import (
     DEFAULT_PRICES,
@@ -60,10 +61,13 @@ __all__ = [
     "ProviderUnreachable",
     "ResponseCache",
     "RetriesExhausted",
+    "ShareSettings",
+    "SharedBudget",
     "Usage",
     "UsageTally",
     "UsageTotals",
     "call_splitting",
     "load_prices",
     "pack",
+    "share_settings",
 ]
