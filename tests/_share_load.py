@@ -2,6 +2,7 @@
 budget lease, calling a simulator as fast as its share allows, printing its counters.
 
     python tests/_share_load.py DATABASE_URL BASE_URL [--tasks N] [--seconds S] [--lease S]
+                                [--alone]     (no shared budget: the baseline of bench/scale.py)
 
 Every half second it prints one JSON line: calls succeeded and failed so far, and its share.
 It runs until ``--seconds`` have passed (then exits, deleting its lease) or it is killed.
@@ -30,6 +31,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=3600)
     parser.add_argument("--lease", type=float, default=3.0)
     parser.add_argument("--max-tokens", type=int, default=60)
+    parser.add_argument("--alone", action="store_true", help="no shared budget (a baseline)")
     args = parser.parse_args(argv)
     settings = Settings(
         data_dir=tempfile.mkdtemp(prefix="share-load-"), database_url=args.database_url
@@ -40,7 +42,9 @@ async def main(argv: list[str]) -> int:
     counts = {"ok": 0, "failed": 0}
     serial = itertools.count()
     async with await Database.open(settings) as db:
-        shared = SharedBudget(db, share_settings(config, lease_s=args.lease))
+        shared = (
+            None if args.alone else SharedBudget(db, share_settings(config, lease_s=args.lease))
+        )
         async with LLMGateway(config, shared=shared) as gateway:
 
             async def worker() -> None:
@@ -64,7 +68,7 @@ async def main(argv: list[str]) -> int:
                         "t": time.time(),
                         **counts,
                         "retries": stats.retries_by_cause,
-                        "share": shared.describe(),
+                        "share": shared.describe() if shared else None,
                     }
                     print(json.dumps(line), flush=True)
                     await asyncio.sleep(0.5)

@@ -15,6 +15,7 @@ a large file in bounded memory, as :func:`ingest` does.
 
 from ..vocabulary import COUNTRY_CODES, DOC_TYPES, DocType, normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES, load_file
+from ._meta import ResolvedMeta
 from ._model import Block, Chunk, IngestFailure, IngestReport, LoadedDocument
 from ._parse import ParsedFile, parse_file
 from ._pipeline import ingest, source_files
@@ -49,6 +50,7 @@ __all__ = [
     "PreparedFile",
     "ProgressCallback",
     "RayOptions",
+    "ResolvedMeta",
     "StoredDocument",
     "embedding_text",
     "ingest",

@@ -12,8 +12,8 @@ endpoint's figures live in one row (``provider_budgets``) that every process ada
 * **Adaptation on the shared figure.** A 429, a refused or reset connection or a timeout cuts
   the endpoint's limit by ``decrease_factor``, once per episode for all processes (the cut is
   conditional on the generation the failing call started in). A refused connection also
-  teaches the ceiling: this process's other calls in flight plus every other process's (as of
-  its last heartbeat). Successes of a process that uses its grant grow the shared limit at
+  teaches the ceiling: this process's other calls in flight plus every other process's grant
+  (as of its last heartbeat). Successes of a process that uses its grant grow the shared limit at
   its heartbeat: +1 each before the first cut and below the ceiling, else +1 per limit's
   worth (per ``probe_windows`` limits' worth above the ceiling).
 * **Rates.** RPM/TPM (configured, the endpoint's total; or learned from ``x-ratelimit-*``
@@ -213,6 +213,7 @@ class SharedBudget:
         self.successes = 0
         """Successes to report at the next heartbeat (calls that used the grant)."""
         self.others_in_flight = 0
+        self.others_slots = 0
         self.heartbeats = 0
         self._clock = clock
         self._kick = asyncio.Event()
@@ -321,6 +322,7 @@ class SharedBudget:
         self.ceiling = ceiling
         self.generation = generation
         self.others_in_flight = sum(r[2] for r in others)
+        self.others_slots = sum(r[0] for r in others)
         self.slots = slots
         self.fraction = fraction
         self.heartbeats += 1
@@ -347,7 +349,10 @@ class SharedBudget:
             return False  # admitted before the last cut known here: the same episode
         held = None
         if capacity:
-            held = max(0, ticket.position - 1) + self.others_in_flight
+            # The provider holds this process's other calls and the other processes' calls:
+            # their grants as of the last heartbeat (a process refused is one that uses its
+            # grant, and so, in a burst, are the others: their reported in-flight lags).
+            held = max(0, ticket.position - 1) + max(self.others_in_flight, self.others_slots)
         cut = math.floor(self.slots * self.settings.decrease_factor)
         self.slots = max(min(self.settings.minimum, self.slots), cut)
         self.generation += 1  # later failures of calls admitted before this are the same episode
