@@ -83,7 +83,9 @@ def share_settings(config: GatewayConfig, *, lease_s: float = 6.0) -> ShareSetti
         minimum=config.concurrency_min,
         maximum=config.concurrency_max,
         decrease_factor=config.decrease_factor,
-        ceiling_margin=config.ceiling_margin,
+        # Lower than one gateway's: without keep-alive every call opens a connection, and the
+        # provider may still count the one a call just closed when the next one opens.
+        ceiling_margin=max(0.1, config.ceiling_margin - 0.1),
         rpm=config.rpm,
         tpm=config.tpm,
         heartbeat_s=max(0.2, min(2.0, lease_s / 6)),
