@@ -29,7 +29,6 @@ feedback calls as :class:`AdaptiveLimiter`, answered from this process's grant.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -38,13 +37,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from ..db import Database
 from ._config import GatewayConfig
-from ._limiter import LimiterTicket
+from ._limiter import AdaptiveLimiter, LimiterTicket
 from ._ratelimit import RateBudget
 
 __all__ = ["ShareSettings", "SharedBudget", "SharedLimiter", "share_settings"]
@@ -93,84 +91,27 @@ def share_settings(config: GatewayConfig, *, lease_s: float = 6.0) -> ShareSetti
     )
 
 
-class SharedLimiter:
-    """The concurrency side of a :class:`SharedBudget`: admits calls up to this process's
-    granted slots, and reports successes and push-back to the shared figures. It answers the
-    calls the gateway's attempt loop makes of an :class:`AdaptiveLimiter`."""
+class SharedLimiter(AdaptiveLimiter):
+    """The concurrency side of a :class:`SharedBudget`: the gateway's attempt loop uses it as
+    its :class:`AdaptiveLimiter` (the same FIFO admission and feedback calls), but the limit is
+    this process's grant, and successes and push-back go to the shared figures instead of
+    adapting a limit of its own."""
 
     def __init__(self, budget: SharedBudget) -> None:
+        super().__init__(minimum=1, maximum=budget.settings.maximum, start=1, slow_start=False)
         self._budget = budget
-        self._in_flight = 0
-        self._peak = 0
-        self._peak_since_cut = 0
-        self._waiters: collections.deque[asyncio.Future[LimiterTicket]] = collections.deque()
+        self.set_grant(0, 0, None)
 
-    @property
-    def limit(self) -> int:
-        return self._budget.slots
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    @property
-    def peak_in_flight(self) -> int:
-        return self._peak
-
-    @property
-    def peak_since_first_cut(self) -> int:
-        return self._peak_since_cut if self._budget.generation else 0
-
-    @property
-    def cuts(self) -> int:
-        return self._budget.generation
-
-    @property
-    def ceiling(self) -> int | None:
-        return self._budget.ceiling
-
-    def _admit(self) -> LimiterTicket:
-        self._in_flight += 1
-        saturated = bool(self._waiters) or self._in_flight >= self.limit / 2
-        self._peak = max(self._peak, self._in_flight)
-        if self._budget.generation:
-            self._peak_since_cut = max(self._peak_since_cut, self._in_flight)
-        return LimiterTicket(self._budget.generation, self._in_flight, saturated, time.monotonic())
-
-    def wake(self) -> None:
-        """Admit waiting calls while the grant allows (after a release or a larger grant)."""
-        while self._waiters and self._in_flight < self.limit:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(self._admit())
-
-    async def acquire(self) -> LimiterTicket:
-        if not self._waiters and self._in_flight < self.limit:
-            return self._admit()
-        fut: asyncio.Future[LimiterTicket] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self._in_flight -= 1
-                self.wake()
-            else:
-                with suppress(ValueError):
-                    self._waiters.remove(fut)
-            raise
-
-    def release(self) -> None:
-        self._in_flight -= 1
-        self.wake()
+    def set_grant(self, slots: int, generation: int, ceiling: int | None) -> None:
+        """Take the grant, generation and ceiling the shared budget holds now."""
+        self._limit = float(slots)
+        self._generation = generation
+        self._ceiling = ceiling
+        self._wake()
 
     def on_success(self, ticket: LimiterTicket) -> None:
-        if ticket.generation == self._budget.generation and (
-            ticket.saturated or self._in_flight + len(self._waiters) >= self.limit / 2
+        if ticket.generation == self._generation and (
+            ticket.saturated or self.in_flight + self.waiting >= self._limit / 2
         ):
             self._budget.successes += 1
 
@@ -203,7 +144,6 @@ class SharedBudget:
         self.settings = settings
         self.rate = rate
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.limiter = SharedLimiter(self)
         self.slots = 0
         """Calls this process may have in flight (its grant)."""
         self.fraction = 0.0
@@ -221,6 +161,7 @@ class SharedBudget:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._cuts: set[asyncio.Task[None]] = set()
+        self.limiter = SharedLimiter(self)
 
     # --- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> SharedBudget:
@@ -330,7 +271,7 @@ class SharedBudget:
         self.heartbeats += 1
         if self.rate is not None:
             self.rate.set_share(fraction)
-        self.limiter.wake()
+        self.limiter.set_grant(slots, generation, ceiling)
 
     def _grow(self, concurrency: float, ceiling: int | None, generation: int, n: int) -> float:
         s = self.settings
@@ -358,6 +299,7 @@ class SharedBudget:
         cut = math.floor(self.slots * self.settings.decrease_factor)
         self.slots = max(min(self.settings.minimum, self.slots), cut)
         self.generation += 1  # later failures of calls admitted before this are the same episode
+        self.limiter.set_grant(self.slots, self.generation, self.ceiling)
         task = asyncio.get_running_loop().create_task(self._cut(ticket.generation, held))
         self._cuts.add(task)
         task.add_done_callback(self._cuts.discard)
