@@ -132,9 +132,11 @@ def corpus_settings(pg_server: Any, corpus_template: str, tmp_path: Path) -> Ite
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One local Ray cluster (loopback, 2 CPUs, no dashboard) for the whole session."""
+    """One local Ray cluster (loopback, 2 CPUs, no dashboard), started once for the tests
+    that use it (one module today) and stopped after them: its daemons would otherwise sit
+    beside the rest of the suite."""
     import logging
 
     import ray
