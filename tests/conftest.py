@@ -130,3 +130,29 @@ def corpus_settings(pg_server: Any, corpus_template: str, tmp_path: Path) -> Ite
     )
     with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Ray cluster (loopback, 2 CPUs, no dashboard), started once for the tests
+    that use it (one module today) and stopped after them: its daemons would otherwise sit
+    beside the rest of the suite."""
+    import logging
+
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        runtime_env={
+            "env_vars": {
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+        },
+    )
+    yield ray
+    ray.shutdown()

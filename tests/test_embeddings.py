@@ -5,16 +5,13 @@ must reorder by ``index``)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import random
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
-from _embedder import hash_vector, local_embedder
+from _embedder import local_embedder
+from _embedding_server import DIM, EmbeddingServer
 from proposals.config import Settings
 from proposals.embeddings import (
     CachingEmbedder,
@@ -25,75 +22,16 @@ from proposals.embeddings import (
 )
 from proposals.errors import ConfigError, ProviderError
 
-DIM = 48
-
-
-class _EmbeddingServer:
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.fail_with: int | None = None
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                if self.path != "/v1/embeddings":
-                    return self._send(404, {"error": {"message": "not found"}})
-                if server.fail_with:
-                    return self._send(
-                        server.fail_with, {"error": {"message": "boom", "type": "server_error"}}
-                    )
-                inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                rows = [
-                    {"object": "embedding", "index": i, "embedding": hash_vector(t, DIM)}
-                    for i, t in enumerate(inputs)
-                ]
-                random.Random(len(inputs)).shuffle(rows)
-                self._send(
-                    200,
-                    {
-                        "object": "list",
-                        "data": rows,
-                        "model": body["model"],
-                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
-                    },
-                )
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _EmbeddingServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
 
 @pytest.fixture(scope="module")
-def emb_server() -> Iterator[_EmbeddingServer]:
-    with _EmbeddingServer() as server:
+def emb_server() -> Iterator[EmbeddingServer]:
+    with EmbeddingServer() as server:
         yield server
 
 
 @pytest.fixture(params=["local", "openai"])
 async def embedder(
-    request: pytest.FixtureRequest, emb_server: _EmbeddingServer
+    request: pytest.FixtureRequest, emb_server: EmbeddingServer
 ) -> AsyncIterator[Embedder]:
     if request.param == "local":
         yield local_embedder()
@@ -163,7 +101,7 @@ async def test_name_and_dim_after_a_call(embedder: Embedder) -> None:
 # --- implementation specifics ------------------------------------------------------------------
 
 
-async def test_openai_batches_requests(emb_server: _EmbeddingServer) -> None:
+async def test_openai_batches_requests(emb_server: EmbeddingServer) -> None:
     client = OpenAIEmbedder(
         "test-embedding", base_url=emb_server.base_url, api_key="k", batch_size=3, max_retries=0
     )
@@ -176,7 +114,7 @@ async def test_openai_batches_requests(emb_server: _EmbeddingServer) -> None:
     assert client.name == "openai/test-embedding"
 
 
-async def test_openai_errors_become_provider_errors(emb_server: _EmbeddingServer) -> None:
+async def test_openai_errors_become_provider_errors(emb_server: EmbeddingServer) -> None:
     client = OpenAIEmbedder(
         "test-embedding", base_url=emb_server.base_url, api_key="k", max_retries=0
     )

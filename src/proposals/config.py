@@ -106,9 +106,19 @@ class Settings(BaseSettings):
     """Deadline of one HTTP call to the provider."""
     llm_max_retries: int = Field(default=6, ge=0)
     """Retries of one call after the first attempt (retryable errors only)."""
+    llm_schema_max_length: bool | None = None
+    """Put ``maxLength`` on the strings of answer schemas (small local models then cannot
+    ramble until the answer is cut off). Unset: yes, except for OpenAI's own API and Azure
+    OpenAI, whose strict mode does not accept it; ``true``/``false`` force it."""
     llm_call_deadline_s: float = Field(default=900.0, gt=0)
     """Deadline of one whole LLM call: waiting for rate budget and a concurrency slot, every
     attempt and every backoff between them."""
+    shared_budget: bool = False
+    """Share one provider budget (concurrency, RPM, TPM) with every other process calling the
+    same endpoint with this on, through the database (leases renewed by heartbeat). Turn it on
+    for every worker when several share one quota; see docs/scale.md."""
+    shared_budget_lease_s: float = Field(default=6.0, ge=1.0, le=300.0)
+    """Seconds after which a process that stopped renewing its share (it died) loses it."""
     simulator_profile: str = "tier1"
     """Profile of the offline simulator used when no provider is configured."""
     simulator_url: str | None = None

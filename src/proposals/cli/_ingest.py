@@ -44,6 +44,26 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run on a Ray cluster (needs the 'ray' extra): 'auto' joins this machine's cluster "
+        "or starts a local one; else HOST:6379 or ray://HOST:10001. See docs/scale.md",
+    )
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ray: embedding actors, each loading the model once (default 1)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="with --ray: chunks per embedding call of an actor (default 64)",
+    )
+    p.add_argument(
         "--server", metavar="URL", help="upload to a proposals server (key from PROPOSALS_API_KEY)"
     )
     p.set_defaults(handler=_ingest)
@@ -80,6 +100,10 @@ def register(subparsers: Any) -> None:
 
 
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ray is not None and args.server:
+        raise InputError("--ray and --server exclude each other: a server ingests on its own")
+    if args.actors < 1 or args.batch_size < 1:
+        raise InputError("--actors and --batch-size must be at least 1")
     if args.server:
         from ._remote import ingest_remote
 
@@ -122,34 +146,45 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     def on_progress(event: IngestProgress) -> None:
         seen["done"] = event.done
         name = event.path.rsplit("/", 1)[-1]
-        bar.update(
-            task, completed=event.done, total=event.total, description=f"{event.status} {name}"
+        storing = event.status == "storing"  # a slice of a large file, not a finished file
+        described = (
+            f"storing {name}: {event.chunks} chunks" if storing else f"{event.status} {name}"
         )
-        if not show_bar and not args.json:
-            # Not a terminal (a log, a pipe, CI): one plain line per file.
+        bar.update(task, completed=event.done, total=event.total, description=described)
+        if show_bar or args.json:
+            return
+        # Not a terminal (a log, a pipe, CI): one plain line per file, and one per stored
+        # slice of a large file.
+        if storing:
+            line = f"ingest [{event.done + 1}/{event.total}] storing {event.path}: "
+            line += f"{event.chunks} chunks so far"
+        else:
             chunks = f", {event.chunks} chunks" if event.chunks else ""
-            print(
-                f"ingest [{event.done}/{event.total}] {event.status} {event.path}{chunks}",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"ingest [{event.done}/{event.total}] {event.status} {event.path}{chunks}"
+        print(line, file=sys.stderr, flush=True)
 
     try:
         async with await Database.open(settings) as db:
             with bar:
-                report = await ingest(
-                    args.paths,
-                    database=db,
-                    embedder=embedder_from_settings(settings),
-                    country=args.country,
-                    doc_type=args.doc_type,
-                    prune=args.prune,
-                    reset_index=args.reset_index,
-                    chunk_tokens=settings.chunk_tokens,
-                    chunk_overlap=settings.chunk_overlap,
-                    max_file_mb=settings.max_file_mb,
-                    progress=on_progress,
-                )
+                common: dict[str, Any] = {
+                    "database": db,
+                    "country": args.country,
+                    "doc_type": args.doc_type,
+                    "prune": args.prune,
+                    "reset_index": args.reset_index,
+                    "progress": on_progress,
+                }
+                if args.ray is None:
+                    report = await ingest(
+                        args.paths,
+                        embedder=embedder_from_settings(settings),
+                        chunk_tokens=settings.chunk_tokens,
+                        chunk_overlap=settings.chunk_overlap,
+                        max_file_mb=settings.max_file_mb,
+                        **common,
+                    )
+                else:
+                    report = await _ingest_on_ray(args, settings, common)
     except asyncio.CancelledError:
         # Each file is stored in one transaction: the ones done are complete, the rest not begun.
         print(
@@ -172,6 +207,19 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         for failure in report.failed:
             print(f"  FAILED {failure.path}: {failure.reason}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+async def _ingest_on_ray(
+    args: argparse.Namespace, settings: Settings, common: dict[str, Any]
+) -> Any:
+    """The same ingest with the work on a Ray cluster (the actors build the embedder)."""
+    import logging
+
+    from ..ingest import RayOptions, ingest_on_ray
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress, not Ray's
+    options = RayOptions(address=args.ray, actors=args.actors, batch_size=args.batch_size)
+    return await ingest_on_ray(args.paths, settings=settings, options=options, **common)
 
 
 async def _search(args: argparse.Namespace, settings: Settings) -> int:

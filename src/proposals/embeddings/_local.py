@@ -52,6 +52,13 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _env_threads() -> int | None:
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return None
+
+
 def _bf16_native() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere
     autocast to bfloat16 would be slower than float32."""
@@ -91,7 +98,8 @@ class LocalEmbedder:
         # Half the cores for a batch of documents: the rest parse the next files and run
         # PostgreSQL. On this 2-core machine one thread embedded 2.3x faster than two (the
         # second OpenMP thread spun waiting for a core the loader and the database held).
-        self._threads = max(1, (os.cpu_count() or 2) // 2)
+        # Under a scheduler that sets OMP_NUM_THREADS (a Ray actor gets its CPU share), that.
+        self._threads = _env_threads() or max(1, (os.cpu_count() or 2) // 2)
         self._model: Any = None
         self._dim: int | None = _KNOWN_DIMS.get(_short(model))
         self._load_lock = threading.Lock()

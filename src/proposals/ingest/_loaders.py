@@ -14,15 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import IngestError
 from ._model import Block, LoadedDocument
+from ._textstream import decode_text, enter_heading, load_text_bytes
 
 __all__ = ["SUPPORTED_SUFFIXES", "decode_text", "load_bytes", "load_file"]
 
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
 _BLANK_SPLIT = re.compile(r"\n\s*\n")
 _PDF_MAX_ARRAY = 1_000_000
 
@@ -51,44 +48,6 @@ def load_bytes(data: bytes, path: Path) -> LoadedDocument:
     return doc
 
 
-# --- text decoding ---------------------------------------------------------------------------
-
-
-def decode_text(data: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252 when the bytes look like text.
-
-    Binary content (NUL bytes, many control characters) is refused with a clear reason, so a
-    mislabelled binary file is never indexed as garbage.
-    """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return _check_plausible(data.decode("utf-16"), path)
-        except UnicodeDecodeError as exc:
-            raise IngestError(str(path), "invalid UTF-16 text") from exc
-    if b"\x00" in data[:65536]:
-        raise IngestError(str(path), "binary content (NUL bytes), not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            raise IngestError(
-                str(path), "not valid UTF-8 and not Windows-1252/Latin-1 text"
-            ) from exc
-    return _check_plausible(text, path)
-
-
-def _check_plausible(text: str, path: Path) -> str:
-    sample = text[:65536]
-    if not sample:
-        return text
-    bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\n\r\t\f") or ch == "\ufffd")
-    if bad / len(sample) > 0.01:
-        raise IngestError(str(path), "binary or garbled content (control characters), not text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 # --- plain text & markdown ---------------------------------------------------------------------
 
 
@@ -99,100 +58,8 @@ def _paragraph_blocks(text: str, section: str | None, page: int | None = None) -
 
 
 def _load_text(data: bytes, path: Path) -> LoadedDocument:
-    text = decode_text(data, path)
-    lines = text.split("\n")
-    blocks: list[Block] = []
-    section: str | None = None
-    buf: list[str] = []
-
-    def flush() -> None:
-        if buf:
-            blocks.extend(_paragraph_blocks("\n".join(buf), section))
-            buf.clear()
-
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        # A short line underlined with === or --- is a heading (setext style).
-        if (
-            line.strip()
-            and len(line) < 120
-            and re.fullmatch(r"\s*(=+|-+)\s*", nxt)
-            and len(nxt.strip()) >= 3
-        ):
-            flush()
-            section = line.strip()
-            blocks.append(Block(section, section=section, heading=True))
-            i += 2
-            continue
-        buf.append(line)
-        i += 1
-    flush()
-    first = next((b.text for b in blocks), "")
-    first_line = first.split("\n", 1)[0].strip()
-    title = first_line if 0 < len(first_line) <= 120 else None
-    return LoadedDocument(title=title, blocks=blocks)
-
-
-def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
-    if not text.startswith("---\n"):
-        return {}, text
-    end = text.find("\n---", 4)
-    if end < 0:
-        return {}, text
-    raw = text[4:end]
-    rest = text[end + 4 :]
-    rest = rest.split("\n", 1)[1] if "\n" in rest else ""
-    try:
-        meta = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as exc:
-        raise IngestError(str(path), f"invalid YAML front matter: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise IngestError(str(path), "front matter is not a mapping of keys to values")
-    return {str(k): v for k, v in meta.items()}, rest
-
-
-def _load_markdown(data: bytes, path: Path) -> LoadedDocument:
-    meta, body = _split_front_matter(decode_text(data, path), path)
-    blocks: list[Block] = []
-    trail: list[str] = []  # heading path, one entry per level
-    section: str | None = None
-    buf: list[str] = []
-    in_fence = False
-    title = meta.get("title")
-
-    def flush() -> None:
-        if buf:
-            blocks.extend(_paragraph_blocks("\n".join(buf), section))
-            buf.clear()
-
-    for line in body.split("\n"):
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            buf.append(line)
-            continue
-        match = None if in_fence else _MD_HEADING.match(line)
-        if match:
-            flush()
-            level, heading = len(match.group(1)), match.group(2).strip()
-            if level == 1 and title is None:
-                title = heading
-            section = _enter_heading(trail, level, heading)
-            blocks.append(Block(heading, section=section, heading=True))
-        else:
-            buf.append(line)
-    flush()
-    return LoadedDocument(title=str(title) if title else None, blocks=blocks, metadata=meta)
-
-
-def _enter_heading(trail: list[str], level: int, heading: str) -> str:
-    """Put ``heading`` at ``level`` (1-based) of the heading path ``trail`` (deeper levels are
-    dropped, skipped levels left blank) and return the section label, e.g. ``A > B``."""
-    del trail[level - 1 :]
-    trail.extend([""] * (level - 1 - len(trail)))
-    trail.append(heading)
-    return " > ".join(t for t in trail if t)
+    doc = load_text_bytes(data, path)
+    return LoadedDocument(title=doc.title, blocks=list(doc.blocks), metadata=doc.metadata)
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -231,7 +98,7 @@ def _load_html(data: bytes, path: Path) -> LoadedDocument:
             level = int(el.name[1])
             if title is None and level == 1:
                 title = text
-            section = _enter_heading(trail, level, text)
+            section = enter_heading(trail, level, text)
             blocks.append(Block(text, section=section, heading=True))
         else:
             blocks.append(Block(text, section=section))
@@ -400,7 +267,7 @@ def _load_docx(data: bytes, path: Path) -> LoadedDocument:
                 title = title or text
                 continue
             if level:
-                section = _enter_heading(trail, level, text)
+                section = enter_heading(trail, level, text)
                 blocks.append(Block(text, section=section, heading=True))
             else:
                 blocks.append(Block(text, section=section))
@@ -426,8 +293,8 @@ def _docx_heading_level(style: str) -> int | None:
 _LOADERS: dict[str, Callable[[bytes, Path], LoadedDocument]] = {
     ".txt": _load_text,
     ".text": _load_text,
-    ".md": _load_markdown,
-    ".markdown": _load_markdown,
+    ".md": _load_text,
+    ".markdown": _load_text,
     ".html": _load_html,
     ".htm": _load_html,
     ".json": _load_json,

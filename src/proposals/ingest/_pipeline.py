@@ -1,53 +1,81 @@
-"""Ingest files: load, split, embed, store — idempotent by content hash, one file at a time.
+"""Ingest files: parse, split, embed, store — idempotent by content hash, in bounded memory.
 
-Loading the next file (in a thread) overlaps with embedding the current one. A file that fails
-is recorded with its reason and the others go on; only a whole-run problem (wrong embedding
-model, unreachable database) stops the run.
+Three stages run at once, joined by small queues: parsing and splitting (one thread), embedding
+(the embedder's thread) and writing (the event loop). A file's chunks flow through in slices of
+``_SLICE``, so a large file is never held whole: it is written slice by slice inside one
+transaction that commits when its last slice is stored (a file is stored whole or not at all).
+A file that fails is recorded with its reason and the others go on; only a whole-run problem
+(wrong embedding model, unreachable database) stops the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
-from ..store import Store
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES
-from ._model import IngestFailure, IngestReport
+from ._model import Chunk, IngestFailure, IngestReport
+from ._parse import ParsedFile, parse_file
 from ._stages import (
     DocumentSink,
     PreparedFile,
     ProgressCallback,
     StoredDocument,
     embedding_text,
-    prepare_file,
+    needs_embedding,
 )
+from ._writer import DocumentWriter
 
 __all__ = ["ingest", "source_files"]
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _SPLITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proposals-split")
-# Chunks embedded per call (several small files together): the local model's batches then
-# stay full, and a progress tick is never more than one such call away.
+_SLICE = 256
+"""Chunks of one file taken at a time (a progress line between slices of a large file)."""
 _EMBED_GROUP = 128
+"""Chunks embedded per call at least (several small files together): the local model's
+batches then stay full."""
 
 
 @dataclass(slots=True)
-class _Source:
-    path: Path
-    root: Path | None
+class _Settle:
+    item: PreparedFile
+    """With ``chunks=None``: unchanged or only relabelled."""
+
+
+@dataclass(slots=True)
+class _Failed:
+    failure: IngestFailure
+
+
+@dataclass(slots=True)
+class _Piece:
+    file: ParsedFile
+    chunks: list[Chunk]
+    last: bool
+    vectors: np.ndarray | None = None
+    error: str | None = None
+
+
+_Item = _Settle | _Failed | _Piece
 
 
 def source_files(
@@ -163,18 +191,15 @@ class _Run:
         max_mb: float,
     ) -> None:
         self.db = database
+        self.max_mb = max_mb
         self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.overlap = overlap
+        self.country = country
+        self.doc_type = doc_type
         self.sink = DocumentSink(database, embedder.name, tenant=tenant, progress=progress)
         self.report = self.sink.report
-        self.stage = functools.partial(
-            prepare_file,
-            embedding_model=embedder.name,
-            chunk_tokens=chunk_tokens,
-            overlap=overlap,
-            max_mb=max_mb,
-            country=country,
-            doc_type=doc_type,
-        )
+        self.stored: dict[str, StoredDocument] = {}
 
     async def run(
         self, paths: Sequence[str | PathLike[str]], *, prune: bool, reset_index: bool
@@ -183,95 +208,182 @@ class _Run:
         files, failed, ignored = await asyncio.to_thread(source_files, paths)
         self.report.failed.extend(failed)
         self.report.ignored.extend(ignored)
-        if reset_index:
-            await Store(self.db).reset_index()
-        stored = await self.sink.open(len(files))
+        self.stored = await self.sink.open(len(files), reset_index=reset_index)
 
-        queue: asyncio.Queue[PreparedFile | IngestFailure | None] = asyncio.Queue(maxsize=3)
-
-        async def produce() -> None:
-            for path, root in files:
-                await queue.put(await self._prepare(_Source(path, root), stored))
-            await queue.put(None)
-
+        # Three stages joined by small queues, so at most a few slices are held at once:
+        # parse and split (one thread) -> embed (the embedder's thread) -> write (this loop).
+        # The database writes of one slice overlap the embedding of the next.
+        parsed: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=4)
+        embedded: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=2)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(produce())
-            # Files are embedded in groups of about _EMBED_GROUP chunks: one small file alone
-            # would make a batch too small for the model to run at speed.
-            group: list[PreparedFile] = []
-            while (item := await queue.get()) is not None:
-                if isinstance(item, IngestFailure):
-                    self.sink.fail(item)
-                    continue
-                if not await self.sink.settle(item):
-                    group.append(item)
-                if sum(len(g.chunks or ()) for g in group) >= _EMBED_GROUP:
-                    await self._store(group)
-                    group = []
-            await self._store(group)
+            tg.create_task(self._produce(files, parsed))
+            tg.create_task(self._embed_stage(parsed, embedded))
+            tg.create_task(self._write_stage(embedded))
 
-        if prune:
-            await self._prune(paths, stored)
-        if self.report.chunks_written:
-            # A country that grew past the threshold gets its own vector index now, once per
-            # ingest rather than inside a document's transaction.
-            await Store(self.db).ensure_country_indexes()
+        await self.sink.close(paths if prune else ())
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    async def _prepare(
-        self, source: _Source, stored: dict[str, StoredDocument]
-    ) -> PreparedFile | IngestFailure:
-        try:
-            # Loading and splitting on one dedicated thread: tiktoken keeps a regex cache per
-            # calling thread, so a pool of threads would hold several.
-            loop = asyncio.get_running_loop()
-            old = stored.get(source.path.as_posix())
-            call = functools.partial(self.stage, source.path, source.root, stored=old)
-            return await loop.run_in_executor(_SPLITTER, call)
-        except IngestError as exc:
-            return IngestFailure(str(source.path), exc.reason)
-        except Exception as exc:  # a loader bug must not sink the other files
-            log.exception("unexpected error loading %s", source.path)
-            return IngestFailure(str(source.path), f"unexpected error: {exc!r}")
+    # -- stage 1: parse and split ---------------------------------------------------------------
 
-    async def _store(self, group: list[PreparedFile]) -> None:
-        """Embed the chunks of several files in one call, then write each file."""
-        if not group:
-            return
-        texts = [embedding_text(i.meta.title, c) for i in group for c in i.chunks or ()]
-        t0 = time.perf_counter()
-        try:
-            vectors = await self.embedder.embed(texts)
-        except EmbeddingModelMismatch:
-            raise
-        except ProviderError as exc:
-            for item in group:
-                self.sink.fail(IngestFailure(item.key, f"embedding failed: {exc}"))
-            return
-        self.report.embed_seconds += time.perf_counter() - t0
-        start = 0
-        for item in group:
-            n = len(item.chunks or ())
-            await self.sink.write(item, vectors[start : start + n])
-            start += n
-
-    async def _prune(
-        self, paths: Sequence[str | PathLike[str]], stored: dict[str, StoredDocument]
+    async def _produce(
+        self, files: list[tuple[Path, Path | None]], out: asyncio.Queue[_Item | None]
     ) -> None:
-        def missing() -> list[tuple[str, int]]:
-            roots = [Path(p).expanduser().resolve() for p in paths]
-            found = []
-            for key, row in stored.items():
-                path = Path(key)
-                under = any(path == r or r in path.parents for r in roots)
-                if under and not path.exists():
-                    found.append((key, row.id))
-            return found
+        for path, root in files:
+            parsed = await self._off_loop(self._parse, path, root)
+            if isinstance(parsed, IngestFailure):
+                await out.put(_Failed(parsed))
+                continue
+            if not needs_embedding(parsed, self.stored.get(parsed.key), self.embedder.name):
+                item = PreparedFile(parsed.key, parsed.digest, parsed.meta, parsed.file_meta, None)
+                await out.put(_Settle(item))
+                continue
+            slices = _Slices(parsed.chunks(self.chunk_tokens, self.overlap))
+            first = True
+            while True:
+                got = await self._off_loop(slices.take, _SLICE, path=parsed.key)
+                if isinstance(got, IngestFailure):
+                    await out.put(_Failed(got))
+                    break
+                chunks, last = got
+                if first and last and not chunks:
+                    await out.put(
+                        _Failed(IngestFailure(parsed.key, "no text left after splitting"))
+                    )
+                    break
+                await out.put(_Piece(parsed, chunks, last))
+                first = False
+                if last:
+                    break
+        await out.put(None)
 
-        gone = await asyncio.to_thread(missing)
-        if not gone:
-            return
-        async with self.db.pool.connection() as conn, conn.transaction():
-            await conn.execute("DELETE FROM documents WHERE id = ANY(%s)", ([g[1] for g in gone],))
-        self.report.removed.extend(g[0] for g in gone)
+    def _parse(self, path: Path, root: Path | None) -> ParsedFile:
+        return parse_file(
+            path, root, country=self.country, doc_type=self.doc_type, max_mb=self.max_mb
+        )
+
+    async def _off_loop(
+        self, fn: Callable[..., _T], *args: Any, path: str | None = None
+    ) -> _T | IngestFailure:
+        """Run ``fn`` on the splitting thread; a file's problem comes back as its failure."""
+        try:
+            # One dedicated thread: tiktoken keeps a regex cache per calling thread, so a
+            # pool of threads would hold several.
+            return await asyncio.get_running_loop().run_in_executor(_SPLITTER, fn, *args)
+        except IngestError as exc:
+            return IngestFailure(path or exc.path, exc.reason)
+        except Exception as exc:  # a loader bug must not sink the other files
+            where = path or str(args[0])
+            log.exception("unexpected error reading %s", where)
+            return IngestFailure(where, f"unexpected error: {exc!r}")
+
+    # -- stage 2: embed ---------------------------------------------------------------------------
+
+    async def _embed_stage(
+        self, source: asyncio.Queue[_Item | None], out: asyncio.Queue[_Item | None]
+    ) -> None:
+        """Embed pieces in groups of about ``_EMBED_GROUP`` chunks (several small files
+        together: one small file alone would make a batch too small for the model to run at
+        speed); other items pass through in order."""
+        pending: list[_Item] = []
+        count = 0
+        while (item := await source.get()) is not None:
+            if not isinstance(item, _Piece) and not pending:
+                await out.put(item)
+                continue
+            pending.append(item)
+            if isinstance(item, _Piece):
+                count += len(item.chunks)
+            if count >= _EMBED_GROUP:
+                await self._embed_group(pending, out)
+                pending, count = [], 0
+        await self._embed_group(pending, out)
+        await out.put(None)
+
+    async def _embed_group(self, items: list[_Item], out: asyncio.Queue[_Item | None]) -> None:
+        pieces = [i for i in items if isinstance(i, _Piece)]
+        texts = [embedding_text(p.file.meta.title, c) for p in pieces for c in p.chunks]
+        vectors = None
+        error = None
+        if texts:
+            t0 = time.perf_counter()
+            try:
+                vectors = await self.embedder.embed(texts)
+            except EmbeddingModelMismatch:
+                raise
+            except ProviderError as exc:
+                error = f"embedding failed: {exc}"
+            self.report.embed_seconds += time.perf_counter() - t0
+        start = 0
+        for item in items:
+            if isinstance(item, _Piece):
+                n = len(item.chunks)
+                if vectors is not None:
+                    item.vectors = vectors[start : start + n]
+                item.error = error
+                start += n
+            await out.put(item)
+
+    # -- stage 3: write ---------------------------------------------------------------------------
+
+    async def _write_stage(self, source: asyncio.Queue[_Item | None]) -> None:
+        """Store each file in one transaction, slice by slice; a file that fails part-way
+        is rolled back whole (its previous version, if any, stays)."""
+        writer: DocumentWriter | None = None
+        dropped: set[str] = set()  # files that failed: their remaining pieces are skipped
+        try:
+            while (item := await source.get()) is not None:
+                if isinstance(item, _Settle):
+                    await self.sink.settle(item.item)
+                    continue
+                key = item.failure.path if isinstance(item, _Failed) else item.file.key
+                if key in dropped:
+                    continue
+                failure: IngestFailure | None = None
+                if isinstance(item, _Failed):
+                    failure = item.failure
+                elif item.error is not None:
+                    failure = IngestFailure(key, item.error)
+                else:
+                    try:
+                        writer = await self._write_piece(writer, item)
+                    except IngestError as exc:
+                        failure = IngestFailure(key, exc.reason)
+                    except psycopg.Error as exc:
+                        failure = IngestFailure(key, f"database error: {str(exc).strip()}")
+                if failure is not None:
+                    if writer is not None and writer.item.key == key:
+                        await writer.abort()
+                        writer = None
+                    dropped.add(key)
+                    self.sink.fail(failure)
+        except BaseException:
+            if writer is not None:
+                await writer.abort()
+            raise
+
+    async def _write_piece(
+        self, writer: DocumentWriter | None, piece: _Piece
+    ) -> DocumentWriter | None:
+        assert piece.vectors is not None
+        if writer is None:
+            writer = self.sink.writer(piece.file, int(piece.vectors.shape[1]))
+        await writer.write(piece.chunks, piece.vectors)
+        if not piece.last:
+            self.sink.stored_slice(writer)
+            return writer
+        await self.sink.commit(writer)
+        return None
+
+
+class _Slices:
+    """Takes a file's chunks a slice at a time, knowing whether a slice is the last."""
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self._chunks = chunks
+        self._ahead: list[Chunk] = []
+
+    def take(self, n: int) -> tuple[list[Chunk], bool]:
+        out = self._ahead + list(itertools.islice(self._chunks, n - len(self._ahead)))
+        self._ahead = list(itertools.islice(self._chunks, 1))
+        return out, not self._ahead

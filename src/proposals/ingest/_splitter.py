@@ -10,14 +10,14 @@ one section share ``overlap`` tokens so a fact cut at a boundary is still whole 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ..config import Settings
 from ..errors import InputError
 from ..tokens import count_tokens, truncate_to_tokens
 from ._model import Block, Chunk
 
-__all__ = ["split_blocks"]
+__all__ = ["iter_chunks", "split_blocks"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _SPACE = re.compile(r"\s+")
@@ -30,66 +30,86 @@ def split_blocks(
 ) -> list[Chunk]:
     """Split loaded blocks into chunks of at most about ``chunk_tokens`` tokens (defaults:
     the settings' ``chunk_tokens`` and ``chunk_overlap``)."""
+    return list(iter_chunks(blocks, chunk_tokens, overlap))
+
+
+def iter_chunks(
+    blocks: Iterable[Block],
+    chunk_tokens: int = Settings.model_fields["chunk_tokens"].default,
+    overlap: int = Settings.model_fields["chunk_overlap"].default,
+) -> Iterator[Chunk]:
+    """The chunks of :func:`split_blocks`, made as ``blocks`` are read: only the chunk being
+    packed is held, so a document of any length is split in bounded memory."""
     if chunk_tokens < 8:
         raise InputError("chunk_tokens must be at least 8")
-    overlap = max(0, min(overlap, chunk_tokens // 2))
-    chunks: list[Chunk] = []
-    group: list[Block] = []
+    packer = _Packer(chunk_tokens, max(0, min(overlap, chunk_tokens // 2)))
+    place: tuple[str | None, int | None] | None = None  # (section, page) of the open group
     for block in blocks:
-        if block.heading or (
-            group and (group[-1].section, group[-1].page) != (block.section, block.page)
-        ):
-            _pack_group(group, chunk_tokens, overlap, chunks)
-            group = []
+        if block.heading or (place is not None and place != (block.section, block.page)):
+            yield from packer.close()
+            place = None
         if not block.heading:
-            group.append(block)
-    _pack_group(group, chunk_tokens, overlap, chunks)
-    return chunks
+            place = (block.section, block.page)
+            yield from packer.add(block)
+    yield from packer.close()
 
 
-def _pack_group(group: list[Block], limit: int, overlap: int, out: list[Chunk]) -> None:
-    """Pack the paragraphs of one section into chunks appended to ``out``."""
-    if not group:
-        return
-    section = group[0].section
-    units: list[tuple[str, int, int | None]] = []  # (text, tokens, page)
-    for block in group:
+class _Packer:
+    """Packs the paragraphs of one section (a group of blocks) into chunks, block by block;
+    ``close`` ends the group. Chunks are numbered across groups."""
+
+    def __init__(self, limit: int, overlap: int) -> None:
+        self.limit = limit
+        self.overlap = overlap
+        self.ord = 0
+        self._reset(None)
+
+    def _reset(self, section: str | None) -> None:
+        self.section = section
+        self.parts: list[str] = []
+        self.used = 0
+        self.page: int | None = None
+        self.fresh = False  # whether ``parts`` holds anything beyond the overlap carried over
+        self.open = False
+
+    def _emit(self) -> Chunk:
+        text = "\n\n".join(self.parts)
+        chunk = Chunk(self.ord, text, self.section, self.page, count_tokens(text))
+        self.ord += 1
+        return chunk
+
+    def add(self, block: Block) -> Iterator[Chunk]:
+        if not self.open:
+            self._reset(block.section)
+            self.open = True
         text = block.text.strip()
         n = count_tokens(text)
+        limit, overlap = self.limit, self.overlap
         if n <= limit:
-            units.append((text, n, block.page))
+            units = [(text, n)]
         else:
-            units.extend(
-                (piece, count_tokens(piece), block.page)
-                for piece in _split_long(text, limit - overlap)
-            )
-    parts: list[str] = []
-    used = 0
-    page: int | None = None
-    fresh = False  # whether ``parts`` holds anything beyond the overlap carried over
+            units = [(piece, count_tokens(piece)) for piece in _split_long(text, limit - overlap)]
+        for text, n in units:
+            if self.parts and self.fresh and self.used + n + 1 > limit:
+                yield self._emit()
+                tail = _tail("\n\n".join(self.parts), overlap)
+                room = limit - n - 1
+                if tail and count_tokens(tail) > room:
+                    tail = _tail(tail, max(room, 0))
+                self.parts = [tail] if tail else []
+                self.used = count_tokens(tail) if tail else 0
+                self.page = block.page
+                self.fresh = False
+            if self.page is None:
+                self.page = block.page
+            self.parts.append(text)
+            self.used += n + (1 if len(self.parts) > 1 else 0)
+            self.fresh = True
 
-    def emit() -> None:
-        text = "\n\n".join(parts)
-        out.append(Chunk(len(out), text, section, page, count_tokens(text)))
-
-    for text, n, unit_page in units:
-        if parts and fresh and used + n + 1 > limit:
-            emit()
-            tail = _tail("\n\n".join(parts), overlap)
-            room = limit - n - 1
-            if tail and count_tokens(tail) > room:
-                tail = _tail(tail, max(room, 0))
-            parts = [tail] if tail else []
-            used = count_tokens(tail) if tail else 0
-            page = unit_page
-            fresh = False
-        if page is None:
-            page = unit_page
-        parts.append(text)
-        used += n + (1 if len(parts) > 1 else 0)
-        fresh = True
-    if parts and fresh:
-        emit()
+    def close(self) -> Iterator[Chunk]:
+        if self.open and self.parts and self.fresh:
+            yield self._emit()
+        self.open = False
 
 
 def _split_long(text: str, limit: int) -> list[str]:

@@ -6,28 +6,30 @@ or as a task on a Ray cluster alike. ``embedding_text`` is what the embedder see
 ``DocumentSink`` decides what a prepared file needs (nothing, new labels, or embedding), writes
 each document in one transaction (idempotent by content hash) and keeps the report and the
 progress ticks. The local pipeline and the Ray pipeline are two drivers of these same pieces.
+
+Underneath, ``parse_file`` (hash and labels, chunks made lazily, text streamed from disk) and
+``DocumentWriter`` (one transaction, any number of slices) let a driver stream a large file:
+the local pipeline does (``DocumentSink.writer`` / ``stored_slice`` / ``commit``).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ..db import Database
 from ..errors import IngestError
-from ..store import check_index_model, ensure_index
-from ._loaders import load_bytes
-from ._meta import UNSET, ResolvedMeta, resolve_meta
+from ..store import Store, check_index_model
+from ._meta import ResolvedMeta
 from ._model import Chunk, IngestFailure, IngestReport
-from ._splitter import split_blocks
+from ._parse import ParsedFile, parse_file
+from ._writer import DocumentWriter
 
 __all__ = [
     "DocumentSink",
@@ -36,24 +38,21 @@ __all__ = [
     "ProgressCallback",
     "StoredDocument",
     "embedding_text",
+    "needs_embedding",
     "prepare_file",
-]
-
-_DUMPS = functools.partial(json.dumps, default=str, ensure_ascii=False)
-# document_id, ord, text, section, page, token_count, country, doc_type, tenant, embedding
-_CHUNK_COLUMN_TYPES = [
-    *("int8", "int4", "text", "text", "int4", "int4", "text", "text", "text", "vector")
 ]
 
 
 @dataclass(slots=True, frozen=True)
 class IngestProgress:
-    """Reported after each file: what happened to it, and how far the run is."""
+    """Reported after each file (what happened to it, and how far the run is), and after each
+    stored slice of a large file (status ``storing``, its chunks stored so far)."""
 
     path: str
     status: str
-    """``added``, ``updated``, ``relabelled``, ``unchanged`` or ``failed``."""
+    """``added``, ``updated``, ``relabelled``, ``unchanged``, ``failed`` or ``storing``."""
     done: int
+    """Files finished so far."""
     total: int
     chunks: int = 0
 
@@ -104,36 +103,22 @@ def prepare_file(
     ``country`` / ``doc_type`` are the user's overrides (``country=None``: not forced;
     ``"global"``: forced to no country). Raises :class:`IngestError` naming the file.
     """
-    try:
-        size_mb = path.stat().st_size / (1024 * 1024)
-        if size_mb > max_mb:
-            raise IngestError(
-                str(path),
-                f"file is {size_mb:.3g} MB, over the {max_mb:g} MB limit "
-                "(PROPOSALS_MAX_FILE_MB); split it, or raise the limit",
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    loaded = load_bytes(data, path)
-    meta = resolve_meta(
-        path,
-        root,
-        loaded.metadata,
-        loaded.title,
-        country=UNSET if country is None else country,
-        doc_type=doc_type,
-    )
+    parsed = parse_file(path, root, country=country, doc_type=doc_type, max_mb=max_mb)
     chunks = None
-    if stored is None or stored.content_hash != digest or stored.embedding_model != embedding_model:
-        chunks = split_blocks(loaded.blocks, chunk_tokens, overlap)
-    file_meta = {
-        **loaded.metadata,
-        "source_format": path.suffix.lower().lstrip("."),
-        "bytes": len(data),
-    }
-    return PreparedFile(path.as_posix(), digest, meta, file_meta, chunks)
+    if needs_embedding(parsed, stored, embedding_model):
+        chunks = list(parsed.chunks(chunk_tokens, overlap))
+    return PreparedFile(parsed.key, parsed.digest, parsed.meta, parsed.file_meta, chunks)
+
+
+def needs_embedding(
+    item: ParsedFile | PreparedFile, stored: StoredDocument | None, embedding_model: str
+) -> bool:
+    """Whether a file's chunks must be (re-)embedded: new, changed, or another model's."""
+    return (
+        stored is None
+        or stored.content_hash != item.digest
+        or stored.embedding_model != embedding_model
+    )
 
 
 def embedding_text(title: str, chunk: Chunk) -> str:
@@ -169,9 +154,12 @@ class DocumentSink:
         self.done = 0
         self.total = 0
 
-    async def open(self, total: int) -> dict[str, StoredDocument]:
-        """Check the index's model and load the tenant's stored documents (by path)."""
+    async def open(self, total: int, *, reset_index: bool = False) -> dict[str, StoredDocument]:
+        """Check the index's model and load the tenant's stored documents (by path);
+        ``reset_index`` first deletes everything (to switch embedding models)."""
         self.total = total
+        if reset_index:
+            await Store(self.db).reset_index()
         async with self.db.pool.connection() as conn:
             await check_index_model(conn, self.embedding_model)
             cur = await conn.execute(
@@ -181,6 +169,33 @@ class DocumentSink:
             )
             self.stored = {r[0]: StoredDocument(*r[1:]) for r in await cur.fetchall()}
         return self.stored
+
+    async def close(self, prune: Sequence[str | PathLike[str]] = ()) -> None:
+        """Finish: remove stored documents under the ``prune`` paths whose file is gone, and
+        give a country that grew past the threshold its own vector index (once per ingest,
+        not inside a document's transaction)."""
+        if prune:
+            await self._prune(prune)
+        if self.report.chunks_written:
+            await Store(self.db).ensure_country_indexes()
+
+    async def _prune(self, paths: Sequence[str | PathLike[str]]) -> None:
+        def missing() -> list[tuple[str, int]]:
+            roots = [Path(p).expanduser().resolve() for p in paths]
+            found = []
+            for key, row in self.stored.items():
+                path = Path(key)
+                under = any(path == r or r in path.parents for r in roots)
+                if under and not path.exists():
+                    found.append((key, row.id))
+            return found
+
+        gone = await asyncio.to_thread(missing)
+        if not gone:
+            return
+        async with self.db.pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM documents WHERE id = ANY(%s)", ([g[1] for g in gone],))
+        self.report.removed.extend(g[0] for g in gone)
 
     def fail(self, failure: IngestFailure) -> None:
         """Record a file that could not be ingested, with its reason."""
@@ -225,70 +240,50 @@ class DocumentSink:
     async def write(self, item: PreparedFile, vectors: Any) -> None:
         """Store a document and its chunks with their vectors (one row each, in order),
         replacing what it had; a failure is recorded against the file, not raised."""
-        chunks = item.chunks or []
-        old = self.stored.get(item.key)
+        writer = self.writer(item, int(vectors.shape[1]))
         try:
-            await self._write(item, chunks, vectors)
-        except IngestError as exc:
-            self.fail(IngestFailure(item.key, exc.reason))
-            return
-        except psycopg.Error as exc:
-            self.fail(IngestFailure(item.key, f"database error: {str(exc).strip()}"))
-            return
-        (self.report.added if old is None else self.report.updated).append(item.key)
-        self.report.chunks_written += len(chunks)
-        self.report.tokens_written += sum(c.token_count for c in chunks)
-        self._tick(item.key, "added" if old is None else "updated", len(chunks))
+            await writer.write(item.chunks or [], vectors)
+        except BaseException as exc:
+            await writer.abort()
+            if isinstance(exc, IngestError | psycopg.Error):
+                self.fail(IngestFailure(item.key, _reason(exc)))
+                return
+            raise
+        await self.commit(writer)
 
-    async def _write(self, item: PreparedFile, chunks: list[Chunk], vectors: Any) -> None:
-        meta = item.meta
-        async with self.db.pool.connection() as conn, conn.transaction():
-            await ensure_index(conn, self.embedding_model, int(vectors.shape[1]))
-            cur = await conn.execute(
-                "INSERT INTO documents (tenant, path, title, content_hash, doc_type, country,"
-                " metadata, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (tenant, path) DO UPDATE SET title = EXCLUDED.title,"
-                " content_hash = EXCLUDED.content_hash, doc_type = EXCLUDED.doc_type,"
-                " country = EXCLUDED.country, metadata = EXCLUDED.metadata,"
-                " embedding_model = EXCLUDED.embedding_model, updated_at = now() "
-                "RETURNING id",
-                (
-                    self.tenant,
-                    item.key,
-                    meta.title,
-                    item.digest,
-                    meta.doc_type,
-                    meta.country,
-                    Jsonb(item.file_meta, dumps=_DUMPS),
-                    self.embedding_model,
-                ),
+    def writer(self, item: ParsedFile | PreparedFile, dim: int) -> DocumentWriter:
+        """A writer for one document of ``dim``-dimensional vectors, to fill in slices and
+        end with :meth:`commit` (or its own ``abort``)."""
+        return DocumentWriter(
+            self.db, item, model=self.embedding_model, dim=dim, tenant=self.tenant
+        )
+
+    def stored_slice(self, writer: DocumentWriter) -> None:
+        """Report a slice of a large document written (not yet committed)."""
+        if self.progress is not None:
+            self.progress(
+                IngestProgress(writer.item.key, "storing", self.done, self.total, writer.chunks)
             )
-            row = await cur.fetchone()
-            assert row is not None
-            doc_id = row[0]
-            await conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
-            # COPY: one statement for all of a document's chunks (the lexeme statistics
-            # trigger then runs once per document, not once per chunk).
-            async with (
-                conn.cursor() as cur2,
-                cur2.copy(
-                    "COPY chunks (document_id, ord, text, section, page, token_count, country,"
-                    " doc_type, tenant, embedding) FROM STDIN"
-                ) as copy,
-            ):
-                copy.set_types(_CHUNK_COLUMN_TYPES)
-                for i, c in enumerate(chunks):
-                    await copy.write_row(
-                        (
-                            doc_id,
-                            c.ord,
-                            c.text,
-                            c.section,
-                            c.page,
-                            c.token_count,
-                            meta.country,
-                            meta.doc_type,
-                            self.tenant,
-                            vectors[i],
-                        )
-                    )
+
+    async def commit(self, writer: DocumentWriter) -> None:
+        """Commit a written document; count it as added or updated. A database failure is
+        recorded against the file, not raised."""
+        key = writer.item.key
+        try:
+            await writer.commit()
+        except psycopg.Error as exc:
+            await writer.abort()
+            self.fail(IngestFailure(key, _reason(exc)))
+            return
+        added = key not in self.stored
+        (self.report.added if added else self.report.updated).append(key)
+        self.report.chunks_written += writer.chunks
+        self.report.tokens_written += writer.tokens
+        self._tick(key, "added" if added else "updated", writer.chunks)
+
+
+def _reason(exc: BaseException) -> str:
+    """A file's failure reason for a write error."""
+    if isinstance(exc, IngestError):
+        return exc.reason
+    return f"database error: {str(exc).strip()}"

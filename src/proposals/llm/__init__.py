@@ -25,6 +25,7 @@ from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
 from ._gateway import GatewayStats, LLMGateway, LLMResult
 from ._output import json_schema_format
 from ._packing import Batch, pack
+from ._shared import SharedBudget, ShareSettings, share_settings
 from ._split import Outcome, call_splitting
 from ._usage import (
     DEFAULT_PRICES,
@@ -61,6 +62,8 @@ __all__ = [
     "ProviderUnreachable",
     "ResponseCache",
     "RetriesExhausted",
+    "ShareSettings",
+    "SharedBudget",
     "Usage",
     "UsageTally",
     "UsageTotals",
@@ -68,4 +71,5 @@ __all__ = [
     "json_schema_format",
     "load_prices",
     "pack",
+    "share_settings",
 ]

@@ -24,6 +24,7 @@ from ._limiter import AdaptiveLimiter, LimiterTicket
 from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
+from ._shared import SharedLimiter
 
 __all__ = ["AttemptLoop", "Attempts"]
 
@@ -46,7 +47,7 @@ class AttemptLoop:
     def __init__(
         self,
         client: openai.AsyncOpenAI,
-        limiter: AdaptiveLimiter,
+        limiter: AdaptiveLimiter | SharedLimiter,
         rate: RateBudget,
         policy: RetryPolicy,
         rng: random.Random,

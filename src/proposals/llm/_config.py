@@ -38,6 +38,10 @@ class GatewayConfig(BaseModel):
     azure_api_version: str = _default("azure_openai_api_version")
     simulated: bool = False
     """The endpoint is the offline simulator (reported as such in stats)."""
+    schema_max_length: bool | None = _default("llm_schema_max_length")
+    """Send ``maxLength`` in answer schemas. ``None``: yes, except to OpenAI's own API and
+    Azure OpenAI, whose strict structured outputs list no ``maxLength`` among the string
+    keywords they accept (``enum`` and ``maxItems`` are sent everywhere)."""
 
     # --- concurrency ------------------------------------------------------------------------
     concurrency_min: int = Field(default=_default("llm_concurrency_min"), ge=1)
@@ -120,6 +124,20 @@ class GatewayConfig(BaseModel):
         return (self.base_url or "https://api.openai.com/v1").rstrip("/")
 
     @property
+    def sends_max_length(self) -> bool:
+        """Whether answer schemas keep their ``maxLength`` bounds (see ``schema_max_length``)."""
+        if self.schema_max_length is not None:
+            return self.schema_max_length
+        if self.simulated:
+            return True
+        return not (self.azure_endpoint or "api.openai.com" in (self.base_url or "api.openai.com"))
+
+    def fit_format(self, response_format: dict[str, Any]) -> dict[str, Any]:
+        """``response_format`` as this endpoint accepts it: without ``maxLength`` where it
+        is not sent (see :attr:`sends_max_length`)."""
+        return response_format if self.sends_max_length else _without(response_format, "maxLength")
+
+    @property
     def start_limit(self) -> int:
         return min(max(self.concurrency_start, self.concurrency_min), self.concurrency_max)
 
@@ -142,7 +160,17 @@ class GatewayConfig(BaseModel):
             "max_retries": settings.llm_max_retries,
             "deadline_s": settings.llm_call_deadline_s,
             "trace_content": settings.trace_content,
+            "schema_max_length": settings.llm_schema_max_length,
             "prices": {**load_prices(settings.prices_file), **load_prices(settings.prices)},
         }
         values.update(overrides)
         return cls(**values)
+
+
+def _without(node: Any, keyword: str) -> Any:
+    """A JSON document without ``keyword`` anywhere."""
+    if isinstance(node, dict):
+        return {k: _without(v, keyword) for k, v in node.items() if k != keyword}
+    if isinstance(node, list):
+        return [_without(v, keyword) for v in node]
+    return node

@@ -34,6 +34,7 @@ from ._ratelimit import RateBudget
 from ._recorder import CallRecorder, Listener
 from ._retry import RetryPolicy
 from ._safecache import SafeCache
+from ._shared import SharedBudget, SharedLimiter
 from ._usage import Budget, CallTags, PriceTable, Usage, UsageTotals
 
 __all__ = [
@@ -94,6 +95,8 @@ class GatewayStats(BaseModel):
     """Seconds calls spent waiting for RPM/TPM budget (summed over calls)."""
     cache_errors: int = 0
     simulated: bool = False
+    shared_budget: dict[str, Any] | None = None
+    """This process's share of the endpoint's budget, when shared with other processes."""
 
 
 class LLMGateway:
@@ -111,12 +114,18 @@ class LLMGateway:
         log_usage: bool = True,
         read_cache: bool = True,
         rng: random.Random | None = None,
+        shared: SharedBudget | None = None,
     ) -> None:
+        if shared is not None:
+            # No idle connections kept: a process's connections are then exactly its calls in
+            # flight, which its share bounds (an idle pool would hold connections another
+            # process's share needs, and the provider would refuse that process's).
+            config = config.model_copy(update={"pool_keepalive": 0})
         self.config = config
         # read_cache False: every call goes to the provider (answers are still stored).
         self._cache = SafeCache(cache, read=read_cache, log_usage=log_usage)
         self._http, self._client = build_clients(config)
-        self._limiter = AdaptiveLimiter(
+        self._limiter: AdaptiveLimiter | SharedLimiter = AdaptiveLimiter(
             minimum=config.concurrency_min,
             maximum=config.concurrency_max,
             start=config.start_limit,
@@ -131,6 +140,12 @@ class LLMGateway:
             window_s=config.rate_window_s,
             burst_s=config.rate_burst_s,
         )
+        # One budget with every other process calling this endpoint (docs/scale.md): its
+        # limiter replaces the local one, and the rate budget paces at this process's share.
+        self._shared = shared
+        if shared is not None:
+            shared.rate = self._rate
+            self._limiter = shared.limiter
         self._policy = RetryPolicy(
             max_retries=config.max_retries,
             base_s=config.backoff_base_s,
@@ -161,10 +176,14 @@ class LLMGateway:
         if self._closed:
             return
         self._closed = True
+        if self._shared is not None:
+            await self._shared.aclose()  # the lease is deleted: the share is free at once
         await self._client.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:
+        if self._shared is not None:
+            await self._shared.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -211,6 +230,7 @@ class LLMGateway:
             cost_usd=totals.cost_usd,
             rate_limits=self._rate.describe(),
             rate_wait_s=self._rate.waited_s,
+            shared_budget=self._shared.describe() if self._shared is not None else None,
             cache_errors=self._cache.errors,
             simulated=self.config.simulated,
         )
@@ -309,7 +329,9 @@ class LLMGateway:
             if isinstance(messages, str)
             else [dict(m) for m in messages]
         )
-        response_format = json_schema_format(schema) if schema is not None else None
+        response_format = (
+            self.config.fit_format(json_schema_format(schema)) if schema is not None else None
+        )
         params: dict[str, Any] = {}
         if max_tokens is not None:
             params["max_completion_tokens"] = max_tokens

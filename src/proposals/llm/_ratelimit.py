@@ -78,6 +78,8 @@ class _Bucket:
         self.fit_rate: float | None = None
         self.fit_capacity: float | None = None
         self.points: collections.deque[tuple[float, float]] = collections.deque(maxlen=_FIT_POINTS)
+        self.share = 1.0
+        """This process's part of the endpoint's budget (1: all of it)."""
         self.stamp = now
         self.level = self.capacity if self.active else 0.0
 
@@ -92,7 +94,16 @@ class _Bucket:
 
     @property
     def rate(self) -> float:
-        """Refill per second."""
+        """Refill per second (this process's share)."""
+        return self._endpoint_rate * self.share
+
+    @property
+    def capacity(self) -> float:
+        """Most the bucket holds (this process's share)."""
+        return max(1.0, self._endpoint_capacity * self.share)
+
+    @property
+    def _endpoint_rate(self) -> float:
         per_minute = self.per_minute
         if per_minute is None:
             return math.inf
@@ -105,7 +116,7 @@ class _Bucket:
         return self.fit_rate
 
     @property
-    def capacity(self) -> float:
+    def _endpoint_capacity(self) -> float:
         per_minute = self.per_minute
         if per_minute is None:
             return math.inf
@@ -156,7 +167,7 @@ class _Bucket:
         # would be spent twice.
         # A small margin covers calls sent but still on their way to the provider.
         margin = _MARGIN * self.capacity
-        self.level = min(self.capacity, remaining - pending - margin)
+        self.level = min(self.capacity, remaining * self.share - pending - margin)
 
     def _fit(self, limit: float) -> None:
         """Least squares of ``remaining = capacity - rate * reset`` over recent responses."""
@@ -307,6 +318,17 @@ class RateBudget:
             self._tokens.level = min(
                 self._tokens.capacity, self._tokens.level + estimated - charged
             )
+
+    def set_share(self, share: float) -> None:
+        """Pace at ``share`` (0-1] of the endpoint's limits: the other processes calling it
+        have the rest (see ``_shared``). Configured and learned limits, and the remaining
+        budget the provider reports, are the endpoint's; this process keeps its part."""
+        now = self._clock()
+        for bucket in (self._requests, self._tokens):
+            bucket.refill(now)
+            bucket.share = max(1e-6, min(1.0, share))
+            bucket.level = min(bucket.level, bucket.capacity)
+        self._changed.set()
 
     def pause(self, seconds: float) -> None:
         """No call starts for ``seconds`` (the provider said so with ``retry-after``)."""

@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 
 from ..errors import BudgetExceeded
 from ..tokens import count_tokens
-from ._calls import ask, themes_schema
+from ._calls import ask
 from ._context import PipelineContext
 from ._mapreduce import (
     Reduce,
@@ -22,6 +22,7 @@ from ._mapreduce import (
     pack_texts,
 )
 from ._render import common_values, shown_ids, theme_line
+from ._schemas import themes_schema
 from ._state import PipelineState
 
 __all__ = ["analyze"]
@@ -74,17 +75,18 @@ async def analyze(state: PipelineState, runtime: Runtime[PipelineContext]) -> di
     def answer(template: str) -> Callable[[list[tuple[Any, str]]], Awaitable[list[dict[str, Any]]]]:
         async def call(items: list[tuple[Any, str]]) -> list[dict[str, Any]]:
             material = "\n".join(text for _, text in items)
+            shown = shown_ids(material)
             batch = f"{template}-{next(counter)}"
             ctx.reporter.batch_started("analyze", batch, len(items), count_tokens(material))
             ok = False
             try:
                 key = "evidence" if template == "analyze_map" else "material"
                 messages = ctx.prompts.render(template, **{key: material}, **common)
-                out = await ask(ctx, "analyze", messages, themes_schema(n), out_tokens)
+                schema = themes_schema(n, tuple(sorted(shown)))
+                out = await ask(ctx, "analyze", messages, schema, out_tokens)
                 ok = True
             finally:
                 ctx.reporter.batch_finished("analyze", batch, len(items), ok)
-            shown = shown_ids(material)
             return [_theme_out(ctx, t, shown, f"analyze {batch}", warnings) for t in out.themes]  # type: ignore[attr-defined]
 
         return call

@@ -13,12 +13,13 @@ from pydantic import BaseModel
 from ..errors import BudgetExceeded, DatabaseError
 from ..llm import call_splitting
 from ..store import SearchHit
-from ._calls import ask, findings_schema
+from ._calls import ask
 from ._context import PipelineContext
 from ._evidence import lens_out_tokens
 from ._mapreduce import budget_stop, keep_cited, record_failure
 from ._models import LENSES, Lens
 from ._render import item_text, shown_ids, variables_text
+from ._schemas import findings_schema
 from ._state import LensInput, PipelineState
 
 __all__ = ["LensNode", "collect", "lens_node", "run_batch"]
@@ -82,7 +83,8 @@ async def run_batch(
         messages = ctx.prompts.render(
             lens, items=material, brief=req.brief, variables=variables_text(req)
         )
-        schema = findings_schema(len(sub), ctx.findings_per_item)
+        shown = shown_ids(material)
+        schema = findings_schema(len(sub), ctx.findings_per_item, tuple(sorted(shown)))
         # Before the first answer: about four findings an item (the schema allows more).
         out = await ask(
             ctx,
@@ -93,7 +95,7 @@ async def run_batch(
             units=len(sub),
             prior=4 * ctx.finding_tokens,
         )
-        return out, shown_ids(material)
+        return out, shown
 
     def shrink(item: dict[str, Any]) -> dict[str, Any] | None:
         if len(item["chunk_ids"]) <= 1:

@@ -11,11 +11,12 @@ from langgraph.runtime import Runtime
 
 from ..errors import BudgetExceeded, ProposalsError
 from ..tokens import truncate_to_tokens
-from ._calls import ask, proposals_schema
+from ._calls import ask
 from ._context import PipelineContext
 from ._mapreduce import Reduce, budget_stop, keep_cited, map_reduce, pack_texts, record_failure
 from ._models import LENSES, Proposal
 from ._render import by_score, common_values, draft_text, finding_line, finding_order, shown_ids
+from ._schemas import proposals_schema
 from ._state import PipelineState, SynthesisInput
 
 __all__ = ["NoFindings", "finish", "synthesize"]
@@ -55,16 +56,17 @@ async def synthesize(state: SynthesisInput, runtime: Runtime[PipelineContext]) -
             material = "\n".join(text for _, text in items)
             extra = {"themes": theme_text} if template == "synthesize" else {}
             messages = ctx.prompts.render(template, material=material, **extra, **common)
+            shown = shown_ids(material)
+            schema = proposals_schema(n, tuple(sorted(shown)))
             out = await ask(
                 ctx,
                 "synthesize",
                 messages,
-                proposals_schema(n),
+                schema,
                 out_tokens,
                 units=n,
                 prior=ctx.proposal_tokens / 2,  # before the first answer: half the allowance
             )
-            shown = shown_ids(material)
             drafts = []
             for p in out.proposals:  # type: ignore[attr-defined]
                 kept, warn = keep_cited(ctx, "synthesize", p.citations, shown, label)

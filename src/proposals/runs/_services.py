@@ -21,7 +21,7 @@ from ..config import Settings
 from ..db import Database
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import DatabaseError
-from ..llm import GatewayConfig, LLMGateway, ResponseCache
+from ..llm import GatewayConfig, LLMGateway, ResponseCache, SharedBudget, share_settings
 from ..store import Store
 
 __all__ = ["Services", "open_services"]
@@ -108,9 +108,17 @@ async def open_services(
             simulated = True
             provider = f"simulator {simulator.profile.name} at {simulator.base_url}"
         config = GatewayConfig.from_settings(settings, **overrides)
+        shared = None
+        if settings.shared_budget:
+            shared = SharedBudget(
+                database, share_settings(config, lease_s=settings.shared_budget_lease_s)
+            )
         gateway = await stack.enter_async_context(
             LLMGateway(
-                config, cache=ResponseCache(database) if cache else None, read_cache=read_cache
+                config,
+                cache=ResponseCache(database) if cache else None,
+                read_cache=read_cache,
+                shared=shared,
             )
         )
         checkpointer = await _checkpointer(stack, database.url)

@@ -341,7 +341,10 @@ class _Generator:
     def citations(
         self, item_schema: dict[str, Any] | None, min_items: int, max_items: int | None
     ) -> list[Any]:
-        ids = self.m.chunk_ids
+        ids: tuple[Any, ...] = self.m.chunk_ids
+        allowed = (item_schema or {}).get("enum")
+        if allowed:  # the schema names the ids that may be cited: only those
+            ids = tuple(i for i in ids if i in allowed) or tuple(allowed)
         want = max(min_items, 1 if ids else 0, _around(self.rng, self.citations_mean))
         if max_items is not None:
             want = min(want, max_items)
@@ -349,6 +352,8 @@ class _Generator:
         if ids and want <= len(ids):
             chosen = sorted(self.rng.sample(range(len(ids)), want))
             picked = [ids[i] for i in chosen]
+        elif allowed:
+            picked = list(ids) + self.rng.choices(list(allowed), k=want - len(ids))
         else:
             picked = list(ids) + [self.rng.randint(1, 10_000) for _ in range(want - len(ids))]
         item_type = (item_schema or {}).get("type", "integer")

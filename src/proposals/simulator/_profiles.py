@@ -153,12 +153,19 @@ PROFILES: dict[str, SimulatorProfile] = {
     # RPM with mini models at ~10x gpt-4o's 30,000 TPM).
     "openai-tier1-mini": _openai_tier("openai-tier1-mini", 500, 200_000),
     "openai-tier2-mini": _openai_tier("openai-tier2-mini", 5_000, 2_000_000),
+    # One quota several worker processes share (issue 14): a connection cap that a burst
+    # overshoots, and an RPM limit that binds in steady state (600 RPM = 10 calls/s; 24
+    # connections hold ~17 calls/s of ~1.4 s each; 300,000 TPM holds ~20 calls/s of ~250).
+    "shared-quota": SimulatorProfile(
+        name="shared-quota", max_connections=24, rpm=600, tpm=300_000, **_SMALL_MODEL_LATENCY
+    ),
 }
 """Built-in profiles. ``tier1``/``tier2`` resemble a low and a high paid tier of a hosted
 provider; ``flaky`` is ``tier1`` with a few percent of each fault; ``unlimited`` answers at
 once with no limits, for unit tests. ``azure-240k``, ``openai-tier1-mini`` and
 ``openai-tier2-mini`` mirror published quotas (sources next to each), with a small model's
-published latency: these are what a team like the reference one actually gets."""
+published latency: these are what a team like the reference one actually gets.
+``shared-quota`` is a small quota with a connection cap, for several workers sharing it."""
 
 
 def get_profile(profile: str | SimulatorProfile = "tier1", **overrides: Any) -> SimulatorProfile:

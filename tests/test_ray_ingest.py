@@ -1,0 +1,165 @@
+"""Ingest on a real local Ray cluster (loopback, 2 CPUs): the same documents, chunks and vectors
+as a local ingest, the same idempotence by content hash, broken files named, progress per file;
+with the local embedder and with the OpenAI one (against a loopback /v1/embeddings server)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from _embedding_server import EmbeddingServer
+from conftest import CORPUS
+from proposals.cli import main
+from proposals.config import Settings
+from proposals.db import Database
+from proposals.embeddings import embedder_from_settings
+from proposals.ingest import IngestProgress, RayOptions, ingest, ingest_on_ray
+
+pytestmark = pytest.mark.slow
+
+
+async def _stored(db: Database) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], Any]:
+    """Documents and chunks as comparable rows (ids left out), and the vectors in that order."""
+    async with db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT path, title, content_hash, doc_type, country, metadata, embedding_model"
+            " FROM documents ORDER BY path"
+        )
+        docs = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT d.path, c.ord, c.text, c.section, c.page, c.token_count, c.country,"
+            " c.doc_type, c.tenant, c.embedding FROM chunks c"
+            " JOIN documents d ON d.id = c.document_id ORDER BY d.path, c.ord"
+        )
+        rows = await cur.fetchall()
+    chunks = [r[:-1] for r in rows]
+    vectors = np.vstack([np.asarray(r[-1].to_numpy(), dtype=np.float32) for r in rows])
+    return docs, chunks, vectors
+
+
+def _template_settings(pg_server: Any, corpus_template: str, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "tpl", database_url=pg_server.get_uri(corpus_template))
+
+
+async def test_ray_ingest_equals_local_ingest_and_is_idempotent(
+    ray_cluster: Any,
+    settings: Settings,
+    database: Database,
+    pg_server: Any,
+    corpus_template: str,
+    tmp_path: Path,
+) -> None:
+    events: list[IngestProgress] = []
+    report = await ingest_on_ray(
+        [CORPUS],
+        settings=settings,
+        database=database,
+        options=RayOptions(actors=1, batch_size=32),
+        progress=events.append,
+    )
+    assert report.ok, report.failed
+    assert len(report.added) == 46 and report.chunks_written > 300
+    assert [e.done for e in events] == list(range(1, 47))
+    assert {e.total for e in events} == {46} and {e.status for e in events} == {"added"}
+    assert sum(e.chunks for e in events) == report.chunks_written
+
+    async with await Database.open(_template_settings(pg_server, corpus_template, tmp_path)) as tpl:
+        local_docs, local_chunks, local_vectors = await _stored(tpl)
+    docs, chunks, vectors = await _stored(database)
+    assert docs == local_docs
+    assert chunks == local_chunks
+    # Batches differ between the two runs (bfloat16 on CPUs that have it): equal to its precision.
+    np.testing.assert_allclose(vectors, local_vectors, atol=1e-2)
+    cosine = np.sum(vectors * local_vectors, axis=1)
+    assert float(cosine.min()) > 0.999
+
+    again = await ingest_on_ray(
+        [CORPUS], settings=settings, database=database, options=RayOptions(actors=2)
+    )
+    assert len(again.unchanged) == 46 and again.chunks_written == 0 and again.ok
+
+
+def _mixed_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "mixed"
+    shutil.copytree(CORPUS / "AR", root / "AR")
+    (root / "AR" / "official" / "broken.pdf").write_bytes(b"%PDF-1.7 this is not a pdf")
+    (root / "AR" / "official" / "blank.md").write_text("---\ntitle: nothing\n---\n\n")
+    return root
+
+
+async def test_broken_files_are_named_and_local_and_ray_agree(
+    ray_cluster: Any, settings: Settings, database: Database, embedder: Any, tmp_path: Path
+) -> None:
+    root = _mixed_folder(tmp_path)
+    local = await ingest([root], database=database, embedder=embedder)
+    failed = {f.path: f.reason for f in local.failed}
+    assert set(failed) == {
+        (root / "AR/official/broken.pdf").as_posix(),
+        (root / "AR/official/blank.md").as_posix(),
+    }
+    # Change one file: the Ray run must update it, skip the rest, and fail the same two files.
+    changed = root / "AR" / "official" / "extra.md"
+    changed.write_text("# Extra\n\nA new paragraph about deposit insurance for savers.\n")
+    on_ray = await ingest_on_ray([root], settings=settings, database=database)
+    assert {f.path: f.reason for f in on_ray.failed} == failed
+    assert on_ray.added == [changed.as_posix()]
+    assert sorted(on_ray.unchanged) == sorted(local.added)
+
+
+async def test_ray_ingest_with_the_openai_embedder(
+    ray_cluster: Any, settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    root = _mixed_folder(tmp_path)
+    with EmbeddingServer() as server:
+        remote = settings.model_copy(
+            update={
+                "embedding_provider": "openai",
+                "embedding_model": "test-embedding",
+                "openai_base_url": server.base_url,
+                "openai_api_key": "sk-test",
+                "embedding_batch_size": 8,
+            }
+        )
+        report = await ingest_on_ray(
+            [root], settings=remote, database=database, options=RayOptions(batch_size=16)
+        )
+        assert len(report.failed) == 2 and report.chunks_written > 0
+        docs, chunks, vectors = await _stored(database)
+        assert {d[-1] for d in docs} == {"openai/test-embedding"}
+        served = len(server.requests)
+        assert served >= report.chunks_written / 8
+
+        async with database.pool.connection() as conn:
+            await conn.execute("DELETE FROM documents")
+        local = await ingest([root], database=database, embedder=embedder_from_settings(remote))
+    assert local.chunks_written == report.chunks_written
+    local_docs, local_chunks, local_vectors = await _stored(database)
+    assert (local_docs, local_chunks) == (docs, chunks)
+    np.testing.assert_allclose(vectors, local_vectors, atol=1e-6)
+
+
+def test_cli_ingest_on_ray_names_broken_files_and_shows_progress(
+    ray_cluster: Any,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _mixed_folder(tmp_path)
+    monkeypatch.setenv("PROPOSALS_DATABASE_URL", database_url)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main([*data, "ingest", str(root), "--ray", "auto", "--batch-size", "16"]) == 1
+    captured = capsys.readouterr()
+    total = len(list(root.rglob("*.*")))
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("ingest [")]
+    assert len(lines) == total and lines[-1].startswith(f"ingest [{total}/{total}]")
+    assert f"FAILED {(root / 'AR/official/broken.pdf').as_posix()}: " in captured.err
+    assert "failed 2" in captured.out
+    # Contradictory options are refused in one line, before any work.
+    assert main([*data, "ingest", str(root), "--ray", "auto", "--server", "http://x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ray and --server" in err[0]
