@@ -69,6 +69,7 @@ class LocalEmbedder:
     any other name is loaded by sentence-transformers (from its cache or the hub).
     Vectors are L2-normalised.
 
+    ``threads``: intra-op threads for a batch of documents (default: every core).
     ``precision``: batches of documents run under bfloat16 autocast when the CPU has native
     bfloat16 (``auto``, the default) or always (``bfloat16``); the same weights, vectors
     within ~1e-3 cosine of float32 ones (so one index may hold both), ~2x faster at ingest.
@@ -82,16 +83,18 @@ class LocalEmbedder:
         batch_size: int = 64,
         device: str = "cpu",
         precision: Precision = "auto",
+        threads: int | None = None,
     ) -> None:
         self._model_name = model
         self._batch_size = batch_size
         self._device = device
         self._precision = precision
         self._bf16: bool | None = None if precision == "auto" else precision == "bfloat16"
-        # Half the cores for a batch of documents: the rest parse the next files and run
-        # PostgreSQL. On this 2-core machine one thread embedded 2.3x faster than two (the
-        # second OpenMP thread spun waiting for a core the loader and the database held).
-        self._threads = max(1, (os.cpu_count() or 2) // 2)
+        # Every core for a batch of documents by default: on this 2-core machine, at load 5,
+        # two threads embedded 1.6-2x faster than one (bf16, 300 chunks); at load 8-10 an
+        # earlier measurement found the opposite (the second OpenMP thread spun waiting for a
+        # core). bench/results/ingest_speed.json measures both inside a whole ingest.
+        self._threads = threads or max(1, os.cpu_count() or 1)
         self._model: Any = None
         self._dim: int | None = _KNOWN_DIMS.get(_short(model))
         self._load_lock = threading.Lock()
