@@ -33,8 +33,8 @@ from proposals.llm import (
     call_splitting,
 )
 from proposals.llm._cache import request_key
-from proposals.llm._gateway import json_schema_format
 from proposals.llm._limiter import AdaptiveLimiter, LimiterTicket
+from proposals.llm._output import json_schema_format
 from proposals.llm._ratelimit import RateBudget, parse_duration
 from proposals.llm._retry import Failure, RetryPolicy, classify, parse_retry_after
 from proposals.llm._usage import PriceTable

@@ -188,6 +188,20 @@ async def test_budget_stop_keeps_partial_results(
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
 
 
+async def test_cost_budget_stops_the_run_within_its_dollars(
+    corpus_settings: Settings, services: Services
+) -> None:
+    # gpt-4o-mini's prices: a few thousand tokens cost a fraction of a cent, so $0.004 is
+    # enough for analysis but not for a whole run.
+    result, events = await _run(_request(max_cost_usd=0.004), corpus_settings, services)
+    assert result.status == "stopped_budget"
+    assert result.stop_reason and "cost budget of $0.0040" in result.stop_reason
+    assert result.themes  # what was done is kept
+    assert 0 < result.usage.cost_usd <= 0.004
+    assert any(e.type == "warning" and e.kind == "budget" for e in events)
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped_budget"
+
+
 class _Interrupt(Exception):
     pass
 

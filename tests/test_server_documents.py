@@ -3,7 +3,9 @@ its own; another tenant's id is a 404, like a missing one; bad filters are 422 b
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -92,3 +94,45 @@ async def test_bad_filters_name_their_field(live: LiveServer, database: Database
             assert answer.json()["detail"][0]["loc"] == loc, answer.json()
         assert (await acme.get("/v1/documents/abc")).status_code == 405
         assert (await acme.delete("/v1/documents/abc")).status_code == 422
+
+
+async def test_same_file_name_for_two_countries_is_two_documents(
+    live: LiveServer, database: Database, settings: Settings
+) -> None:
+    async with await _client(live, database, "acme") as acme:
+        for country, body in (("AR", _SAVINGS), ("BR", _LOANS)):
+            up = await acme.post(
+                "/v1/documents", files={"files": ("report.md", body)}, data={"country": country}
+            )
+            assert up.json()["files"][0]["status"] == "ingested", up.text
+        again = await acme.post(
+            "/v1/documents", files={"files": ("report.md", _SAVINGS)}, data={"country": "AR"}
+        )
+        assert again.json()["files"][0]["status"] == "unchanged"
+        # A folder upload sends relative paths: the folders label the file as on disk.
+        tree = await acme.post(
+            "/v1/documents",
+            files=[
+                ("files", ("corpus/CL/report.md", b"# Chile\n\nA Chilean note.\n")),
+                ("files", ("../escape.md", b"# Out\n\nnot allowed\n")),
+                ("files", (".hidden.md", b"# Hidden\n\nnot allowed\n")),
+            ],
+        )
+        outcome = {f["name"]: f["status"] for f in tree.json()["files"]}
+        assert outcome == {
+            "corpus/CL/report.md": "ingested",
+            "../escape.md": "failed",
+            ".hidden.md": "failed",
+        }
+        docs = (await acme.get("/v1/documents")).json()["documents"]
+        by_country = {d["country"]: d["title"] for d in docs}
+        assert by_country == {"AR": "Savings pockets", "BR": "Crop loans", "CL": "Chile"}
+        uploads = (settings.data_dir / "uploads" / "acme").resolve()
+        assert all(Path(d["path"]).is_relative_to(uploads) for d in docs)
+        assert not (settings.data_dir / "uploads" / "escape.md").exists()
+
+        [ar] = [d for d in docs if d["country"] == "AR"]
+        assert (await acme.delete(f"/v1/documents/{ar['id']}")).status_code == 204
+        assert not await asyncio.to_thread(Path(ar["path"]).exists)
+        left = (await acme.get("/v1/documents")).json()["documents"]
+        assert sorted(d["country"] for d in left) == ["BR", "CL"]

@@ -3,43 +3,38 @@
 It owns the HTTP client (a pool sized above the concurrency ceiling; SDK retries off), the
 adaptive concurrency limit, the RPM/TPM budgets, the one retry loop, the response cache, the
 usage accounting and the per-run call events. See ``docs/CONTRACTS.md``; every call of every
-run goes through it, so one place sees the provider's capacity.
+run goes through it, so one place sees the provider's capacity. The parts live beside it:
+clients in ``_client``, the attempt loop in ``_attempts``, events/spans/usage in
+``_recorder``, cache I/O in ``_safecache``, response formats and parsing in ``_output``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
-import os
 import random
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar, overload
 
-import httpx2
-import openai
 from pydantic import BaseModel, Field, ValidationError
 
-from ..errors import ConfigError, DatabaseError, ProposalsError
-from ..observe import chat_span, record_chat
-from ..tokens import count_tokens, estimate_prompt_tokens
+from ..errors import ProposalsError
+from ..observe import chat_span
+from ..tokens import estimate_prompt_tokens
+from ._attempts import AttemptLoop, Attempts
 from ._cache import CachedResponse, ResponseCache, request_key
+from ._client import build_clients, check_connection
 from ._config import GatewayConfig
-from ._errors import (
-    ContextOverflowError,
-    InvalidOutputError,
-    NonRetryableError,
-    ProviderUnreachable,
-    RetriesExhausted,
-)
-from ._events import CallEvent, CallFailed, CallFinished, CallRetry, CallStarted
-from ._limiter import AdaptiveLimiter, LimiterTicket
+from ._errors import InvalidOutputError, RetriesExhausted
+from ._limiter import AdaptiveLimiter
+from ._output import answer_of, json_schema_format, repair_messages, short_errors, try_parse
 from ._ratelimit import RateBudget
-from ._retry import Failure, RetryPolicy, classify
-from ._usage import Budget, CallTags, PriceTable, Usage, UsageLedger, UsageTotals
+from ._recorder import CallRecorder, Listener
+from ._retry import RetryPolicy
+from ._safecache import SafeCache
+from ._usage import Budget, CallTags, PriceTable, Usage, UsageTotals
 
 __all__ = [
     "GatewayStats",
@@ -48,43 +43,7 @@ __all__ = [
     "json_schema_format",
 ]
 
-log = logging.getLogger(__name__)
-
 ModelT = TypeVar("ModelT", bound=BaseModel)
-Listener = Callable[[CallEvent], None]
-
-
-def json_schema_format(schema: type[BaseModel]) -> dict[str, Any]:
-    """``response_format`` asking for strict JSON matching the pydantic model ``schema``."""
-    try:
-        from openai.lib import type_to_response_format_param
-    except ImportError:  # pragma: no cover - older or newer SDK layouts
-        return _build_strict_format(schema)
-    return dict(type_to_response_format_param(schema))  # type: ignore[arg-type]
-
-
-def _build_strict_format(schema: type[BaseModel]) -> dict[str, Any]:
-    """Fallback: strict-mode JSON schema without the SDK's helper."""
-
-    def strict(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: strict(v) for k, v in node.items() if k != "default"}
-            if node.get("type") == "object" and "properties" in node:
-                node["additionalProperties"] = False
-                node["required"] = list(node["properties"])
-            return node
-        if isinstance(node, list):
-            return [strict(v) for v in node]
-        return node
-
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": schema.__name__,
-            "schema": strict(schema.model_json_schema()),
-            "strict": True,
-        },
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +96,6 @@ class GatewayStats(BaseModel):
     simulated: bool = False
 
 
-class _Attempts:
-    """Mutable per-call tally shared by the send loop and ``complete``."""
-
-    __slots__ = ("completion", "count", "prompt")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.prompt = 0
-        self.completion = 0
-
-
 class LLMGateway:
     """One gateway per endpoint per process; every LLM call of every run goes through it.
 
@@ -165,22 +113,9 @@ class LLMGateway:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self._cache = cache
-        # False: every call goes to the provider (answers are still stored for later runs).
-        self._read_cache = read_cache
-        self._log_usage = log_usage and cache is not None
-        self._rng = rng or random.Random()
-        pool = config.concurrency_max + config.pool_margin
-        timeout = httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
-        self._http = httpx2.AsyncClient(
-            limits=httpx2.Limits(
-                max_connections=pool,
-                max_keepalive_connections=min(pool, config.pool_keepalive),
-            ),
-            timeout=timeout,
-            follow_redirects=True,
-        )
-        self._client = self._make_client(config, self._http, timeout)
+        # read_cache False: every call goes to the provider (answers are still stored).
+        self._cache = SafeCache(cache, read=read_cache, log_usage=log_usage)
+        self._http, self._client = build_clients(config)
         self._limiter = AdaptiveLimiter(
             minimum=config.concurrency_min,
             maximum=config.concurrency_max,
@@ -203,54 +138,22 @@ class LLMGateway:
             max_retry_after_s=config.max_retry_after_s,
         )
         self._prices = PriceTable(config.prices)
-        self._ledger = UsageLedger()
-        self._listeners: dict[str | None, list[Listener]] = defaultdict(list)
+        self._recorder = CallRecorder(trace_content=config.trace_content)
+        self._attempts = AttemptLoop(
+            self._client,
+            self._limiter,
+            self._rate,
+            self._policy,
+            rng or random.Random(),
+            self._recorder.emit,
+        )
         self._ids = itertools.count(1)
-        self._counts: Counter[str] = Counter()
-        self._retries: Counter[str] = Counter()
-        self._failures: Counter[str] = Counter()
-        self._call_retries: Counter[int] = Counter()
-        """Retries of each call in flight (for its span)."""
         self._provider_name = (
             "azure.ai.openai"
             if config.is_azure
             else ("proposals.simulator" if config.simulated else "openai")
         )
         self._closed = False
-
-    @staticmethod
-    def _make_client(
-        config: GatewayConfig, http: httpx2.AsyncClient, timeout: httpx2.Timeout
-    ) -> openai.AsyncOpenAI:
-        try:
-            if config.is_azure:
-                if not config.azure_api_key:
-                    raise ConfigError(
-                        "Azure OpenAI endpoint set but no key: set AZURE_OPENAI_API_KEY "
-                        "(or PROPOSALS_AZURE_OPENAI_API_KEY)"
-                    )
-                return openai.AsyncAzureOpenAI(
-                    azure_endpoint=config.azure_endpoint or "",
-                    api_key=config.azure_api_key,
-                    api_version=config.azure_api_version,
-                    http_client=http,
-                    max_retries=0,
-                    timeout=timeout,
-                )
-            if not config.api_key and not config.base_url:
-                raise ConfigError(
-                    "no LLM provider configured: set OPENAI_API_KEY (or OPENAI_BASE_URL for an "
-                    "OpenAI-compatible server, or AZURE_OPENAI_ENDPOINT), or use the simulator"
-                )
-            return openai.AsyncOpenAI(
-                api_key=config.api_key or "no-key",
-                base_url=config.base_url,
-                http_client=http,
-                max_retries=0,
-                timeout=timeout,
-            )
-        except openai.OpenAIError as exc:
-            raise ConfigError(f"cannot build the OpenAI client: {exc}") from exc
 
     # --- lifecycle --------------------------------------------------------------------------
     async def aclose(self) -> None:
@@ -271,16 +174,7 @@ class LLMGateway:
         """Raise :class:`ProviderUnreachable` ("cannot connect to URL: reason") when no
         connection can be opened to the endpoint. Any HTTP answer, even an error status,
         counts as reachable: this is about the address, not the key or the model."""
-        url = str(self._client.base_url).rstrip("/") + "/models"
-        try:
-            response = await self._http.get(url, timeout=timeout_s)
-            await response.aclose()
-        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
-            reason = _os_reason(exc) or str(exc) or type(exc).__name__
-            where = str(self._client.base_url).rstrip("/")
-            raise ProviderUnreachable(f"cannot connect to {where}: {reason}") from exc
-        except httpx2.HTTPError:
-            return
+        await check_connection(self._http, self._client, timeout_s)
 
     # --- listeners --------------------------------------------------------------------------
     def subscribe(self, run_id: str | None, callback: Listener) -> Callable[[], None]:
@@ -291,65 +185,43 @@ class LLMGateway:
         listener of a run leaves, the run is over for this gateway: its per-node usage entries
         are dropped (:meth:`usage` then reports nothing for it; :meth:`stats` keeps the total).
         """
-        self._listeners[run_id].append(callback)
-
-        def unsubscribe() -> None:
-            listeners = self._listeners.get(run_id)
-            if listeners and callback in listeners:
-                listeners.remove(callback)
-                if not listeners:
-                    del self._listeners[run_id]
-                    if run_id is not None:
-                        self._ledger.forget(run_id)
-
-        return unsubscribe
-
-    def _emit(self, event: CallStarted | CallRetry | CallFinished | CallFailed) -> None:
-        if isinstance(event, CallRetry):
-            self._call_retries[event.call_id] += 1
-        targets = list(self._listeners.get(event.run_id, ()))
-        if event.run_id is not None:
-            targets += self._listeners.get(None, ())
-        for callback in targets:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("call event listener failed")
+        return self._recorder.subscribe(run_id, callback)
 
     # --- accounting -------------------------------------------------------------------------
     def stats(self) -> GatewayStats:
         """Counters, limits and totals of this gateway so far."""
-        totals = self._ledger.totals()
+        totals = self._recorder.ledger.totals()
+        counts = self._recorder.counts
         return GatewayStats(
-            calls=self._counts["calls"],
-            succeeded=self._counts["succeeded"],
-            failed=self._counts["failed"],
-            cached=self._counts["cached"],
-            http_requests=self._counts["http_requests"],
+            calls=counts["calls"],
+            succeeded=counts["succeeded"],
+            failed=counts["failed"],
+            cached=counts["cached"],
+            http_requests=self._attempts.http_requests,
             in_flight=self._limiter.in_flight,
             limit=self._limiter.limit,
             peak_in_flight=self._limiter.peak_in_flight,
             peak_in_flight_after_first_cut=self._limiter.peak_since_first_cut,
             limit_cuts=self._limiter.cuts,
             learned_ceiling=self._limiter.ceiling,
-            retries_by_cause=dict(self._retries),
-            failures_by_cause=dict(self._failures),
+            retries_by_cause=dict(self._attempts.retries),
+            failures_by_cause=dict(self._recorder.failures),
             prompt_tokens=totals.prompt_tokens,
             completion_tokens=totals.completion_tokens,
             cost_usd=totals.cost_usd,
             rate_limits=self._rate.describe(),
             rate_wait_s=self._rate.waited_s,
-            cache_errors=self._counts["cache_errors"],
+            cache_errors=self._cache.errors,
             simulated=self.config.simulated,
         )
 
     def usage(self, run_id: str | None = None, node: str | None = None) -> UsageTotals:
         """Provider usage of the calls tagged ``run_id``/``node`` (``None`` matches all)."""
-        return self._ledger.totals(run_id, node)
+        return self._recorder.ledger.totals(run_id, node)
 
     def usage_by_node(self, run_id: str) -> dict[str, UsageTotals]:
         """Provider usage of one run, per node."""
-        return self._ledger.by_node(run_id)
+        return self._recorder.ledger.by_node(run_id)
 
     def _usage(self, model: str, prompt: int, completion: int, *, estimated: bool) -> Usage:
         price, priced_as = self._prices.lookup(model)
@@ -441,7 +313,6 @@ class LLMGateway:
         params.update(extra or {})
         key = request_key(model, msgs, response_format, params, endpoint=self.config.endpoint)
         call_id = next(self._ids)
-        self._counts["calls"] += 1
         started = time.monotonic()
         base: dict[str, Any] = {
             "call_id": call_id,
@@ -449,7 +320,7 @@ class LLMGateway:
             "node": tags.node,
             "model": model,
         }
-        self._emit(CallStarted(**base))
+        self._recorder.started(base)
         deadline = self.config.deadline_s
         with chat_span(model, self._provider_name, run_id=tags.run_id, node=tags.node) as span:
             try:
@@ -478,44 +349,10 @@ class LLMGateway:
                         cause="deadline",
                     ) from exc
             except BaseException as exc:
-                self._counts["failed"] += 1
-                self._failures[_failure_cause(exc)] += 1
-                record_chat(
-                    span,
-                    retries=self._call_retries.pop(call_id, 0),
-                    error_type=type(exc).__name__,
-                    messages=msgs if self.config.trace_content else None,
-                )
-                self._emit(
-                    CallFailed(
-                        **base, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__
-                    )
-                )
+                self._recorder.failed(span, base, exc, msgs)
                 raise
-            record_chat(
-                span,
-                response_model=result.model,
-                input_tokens=result.usage.prompt_tokens,
-                output_tokens=result.usage.completion_tokens,
-                finish_reasons=[result.finish_reason or ""],
-                retries=self._call_retries.pop(call_id, 0),
-                cache_hit=result.cached,
-                cost_usd=result.usage.cost_usd,
-                messages=msgs if self.config.trace_content else None,
-                completion=result.text if self.config.trace_content else None,
-            )
-        self._counts["succeeded"] += 1
-        if result.cached:
-            self._counts["cached"] += 1
-        self._emit(
-            CallFinished(
-                **base,
-                usage=result.usage,
-                cached=result.cached,
-                attempts=result.attempts,
-                duration_s=time.monotonic() - started,
-            )
-        )
+            self._recorder.traced(span, call_id, result, msgs)
+        self._recorder.finished(base, result, started)
         return result
 
     async def _complete(
@@ -534,18 +371,18 @@ class LLMGateway:
         use_cache: bool,
         base: dict[str, Any],
     ) -> LLMResult[Any]:
-        if use_cache and self._read_cache and self._cache is not None:
-            hit = await self._cache_get(key)
+        if use_cache and self._cache.reads:
+            hit = await self._cache.get(key)
             if hit is not None:
-                cached_parsed = _try_parse(schema, hit.text)
+                cached_parsed = try_parse(schema, hit.text)
                 if schema is None or cached_parsed is not None:
                     cached_usage = Usage(
                         prompt_tokens=hit.prompt_tokens,
                         completion_tokens=hit.completion_tokens,
                         cached=True,
                     )
-                    self._ledger.add(tags, cached_usage)
-                    await self._record_usage(key, model, tags, cached_usage)
+                    self._recorder.add_usage(tags, cached_usage)
+                    await self._cache.record_usage(key, model, tags, cached_usage)
                     return LLMResult(
                         hit.text,
                         cached_parsed,
@@ -563,11 +400,11 @@ class LLMGateway:
         reserve_cost = self._prices.cost(model, prompt_estimate, max_tokens or 0)
         if budget is not None:
             budget.reserve(reserve_tokens, reserve_cost)
-        tally = _Attempts()
+        tally = Attempts()
         usage: Usage | None = None
 
         async def send(messages: list[dict[str, Any]], estimate: int) -> Any:
-            return await self._send(
+            return await self._attempts.send(
                 model,
                 messages,
                 estimate,
@@ -581,32 +418,23 @@ class LLMGateway:
 
         try:
             completion = await send(msgs, prompt_estimate)
-            text, finish = _answer(completion)
+            text, finish = answer_of(completion)
             parsed: BaseModel | None = None
             if schema is not None:
                 try:
                     parsed = schema.model_validate_json(text)
                 except ValidationError as exc:
-                    repair = [
-                        *msgs,
-                        {"role": "assistant", "content": text},
-                        {
-                            "role": "user",
-                            "content": "That answer does not match the required JSON schema: "
-                            f"{_short(exc)}. Reply again with only a JSON object that matches "
-                            "the schema exactly.",
-                        },
-                    ]
+                    repair = repair_messages(msgs, text, exc)
                     # The prompt was counted once; only the two added messages are new.
                     added = estimate_prompt_tokens(repair[-2:], reply=False)
                     completion = await send(repair, prompt_estimate + added)
-                    text, finish = _answer(completion)
+                    text, finish = answer_of(completion)
                     try:
                         parsed = schema.model_validate_json(text)
                     except ValidationError as again:
                         raise InvalidOutputError(
                             f"answer does not match {schema.__name__} after one repair: "
-                            f"{_short(again)}",
+                            f"{short_errors(again)}",
                             text=text,
                         ) from again
             usage = self._usage(
@@ -618,11 +446,11 @@ class LLMGateway:
             if budget is not None:
                 budget.settle(reserve_tokens, reserve_cost, usage)
             if usage is not None and usage.total_tokens:
-                self._ledger.add(tags, usage)
-                await self._record_usage(key, model, tags, usage)
+                self._recorder.add_usage(tags, usage)
+                await self._cache.record_usage(key, model, tags, usage)
         assert usage is not None
-        if use_cache and self._cache is not None:
-            await self._cache_put(
+        if use_cache and self._cache.stores:
+            await self._cache.put(
                 key,
                 CachedResponse(
                     text,
@@ -643,196 +471,3 @@ class LLMGateway:
             key,
             int(base["call_id"]),
         )
-
-    async def _send(
-        self,
-        model: str,
-        msgs: list[dict[str, Any]],
-        prompt_estimate: int,
-        response_format: dict[str, Any] | None,
-        params: dict[str, Any],
-        max_tokens: int | None,
-        timeout_s: float,
-        tally: _Attempts,
-        base: dict[str, Any],
-    ) -> Any:
-        """One logical request: the retry loop around HTTP attempts. Returns a ChatCompletion.
-        ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
-        rate_estimate = prompt_estimate + (max_tokens or 0)
-        kwargs: dict[str, Any] = dict(params)
-        if response_format is not None:
-            kwargs["response_format"] = response_format
-        attempt = 0
-        while True:
-            attempt += 1
-            ticket = await self._admit(rate_estimate)
-            tally.count += 1
-            self._counts["http_requests"] += 1
-            try:
-                async with asyncio.timeout(timeout_s):
-                    raw = await self._client.chat.completions.with_raw_response.create(
-                        model=model,
-                        messages=msgs,  # type: ignore[arg-type]
-                        timeout=timeout_s,
-                        **kwargs,
-                    )
-                completion = raw.parse()
-            except (openai.OpenAIError, TimeoutError) as exc:
-                self._limiter.release()
-                failure = classify(exc)
-                assert failure is not None
-                wait = self._on_failure(failure, ticket, attempt)
-                if wait is None:
-                    raise self._translate(failure, attempt) from exc
-            except BaseException:
-                self._limiter.release()
-                raise
-            else:
-                self._limiter.on_success(ticket)
-                self._limiter.release()
-                self._rate.observe(raw.headers)
-                available = self._rate.available(rate_estimate)
-                if available is not None:
-                    self._limiter.hint(self._limiter.in_flight + available)
-                charged = self._account_tokens(completion, prompt_estimate, max_tokens, tally)
-                self._rate.correct(rate_estimate, charged)
-                return completion
-            self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
-            await asyncio.sleep(wait)
-
-    async def _admit(self, rate_estimate: int) -> LimiterTicket:
-        """Take rate budget, then a concurrency slot; returns the slot's ticket."""
-        while True:
-            permit = await self._rate.acquire(rate_estimate)
-            try:
-                ticket = await self._limiter.acquire()
-            finally:
-                self._rate.dispatched(permit)
-            if not self._rate.stale(permit):
-                return ticket
-            # Admitted before any limit was known; limits are known now: queue for budget.
-            self._limiter.release()
-
-    def _account_tokens(
-        self, completion: Any, prompt_estimate: int, max_tokens: int | None, tally: _Attempts
-    ) -> int:
-        """Add the attempt's usage to the tally; return tokens the provider charged."""
-        if completion.usage is not None:
-            prompt = int(completion.usage.prompt_tokens or 0)
-            output = int(completion.usage.completion_tokens or 0)
-        else:
-            prompt = prompt_estimate
-            output = count_tokens(_answer(completion)[0])
-        tally.prompt += prompt
-        tally.completion += output
-        return prompt + (max_tokens if max_tokens else output)
-
-    def _on_failure(self, failure: Failure, ticket: LimiterTicket, attempt: int) -> float | None:
-        """Feed a failed attempt to the limiter and budgets; seconds to wait, or None (final)."""
-        if failure.headers:
-            self._rate.observe(failure.headers)
-        if failure.kind != "retry":
-            return None
-        if failure.overload:
-            self._limiter.on_overload(ticket, capacity=failure.capacity)
-        if attempt > self._policy.max_retries:
-            return None
-        self._retries[failure.reason] += 1
-        if failure.reason == "rate_limit" and failure.retry_after is not None:
-            self._rate.pause(min(failure.retry_after, self._policy.max_retry_after_s))
-        return self._policy.delay(attempt, failure, self._rng)
-
-    def _translate(self, failure: Failure, attempts: int) -> ProposalsError:
-        if failure.kind == "overflow":
-            return ContextOverflowError(failure.message, status=failure.status, code=failure.code)
-        if failure.kind == "fatal":
-            return NonRetryableError(
-                f"{failure.reason}: {failure.message}", status=failure.status, code=failure.code
-            )
-        return RetriesExhausted(
-            f"gave up after {attempts} attempts; last error {failure.reason}: {failure.message}",
-            attempts=attempts,
-            cause=failure.reason,
-        )
-
-    # --- cache I/O (a broken cache never fails a call) --------------------------------------
-    async def _cache_get(self, key: str) -> CachedResponse | None:
-        assert self._cache is not None
-        try:
-            return await self._cache.get(key)
-        except DatabaseError as exc:
-            self._counts["cache_errors"] += 1
-            log.warning("%s; calling the provider", exc)
-            return None
-
-    async def _cache_put(self, key: str, response: CachedResponse) -> None:
-        assert self._cache is not None
-        try:
-            await self._cache.put(key, response)
-        except DatabaseError as exc:
-            self._counts["cache_errors"] += 1
-            log.warning("%s; answer not cached", exc)
-
-    async def _record_usage(self, key: str, model: str, tags: CallTags, usage: Usage) -> None:
-        if not self._log_usage or self._cache is None:
-            return
-        try:
-            await self._cache.record_usage(key, model, tags, usage)
-        except DatabaseError as exc:
-            self._counts["cache_errors"] += 1
-            log.warning("%s", exc)
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The operating system's words for a failed connection ("Connection refused"), found
-    down the exception's causes, lower-cased; None when there is none."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return None
-        if isinstance(seen, OSError) and (seen.errno or seen.strerror):
-            code = seen.errno if isinstance(seen.errno, int) else 0
-            # errno < 0 are resolver codes (socket.gaierror): their strerror says it.
-            return (os.strerror(code) if code > 0 else str(seen.strerror)).lower()
-        for inner in getattr(seen, "exceptions", ()):  # an ExceptionGroup of attempts
-            found = _os_reason(inner)
-            if found:
-                return found
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _failure_cause(exc: BaseException) -> str:
-    if isinstance(exc, RetriesExhausted):
-        return f"retries_exhausted_{exc.cause}"
-    if isinstance(exc, ContextOverflowError):
-        return "context_overflow"
-    if isinstance(exc, NonRetryableError):
-        return f"non_retryable_{exc.status or exc.code or 'error'}"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    return type(exc).__name__
-
-
-def _answer(completion: Any) -> tuple[str, str | None]:
-    if not completion.choices:
-        return "", None
-    choice = completion.choices[0]
-    return choice.message.content or "", choice.finish_reason
-
-
-def _try_parse(schema: type[BaseModel] | None, text: str) -> BaseModel | None:
-    if schema is None:
-        return None
-    try:
-        return schema.model_validate_json(text)
-    except ValidationError:
-        return None
-
-
-def _short(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ())) or "(root)"
-        parts.append(f"{where}: {error.get('msg')}")
-    return "; ".join(parts)

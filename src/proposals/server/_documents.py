@@ -95,7 +95,7 @@ async def delete_document(request: Request, tenant: Tenant, document_id: int) ->
     if path is None:
         raise NotFound(f"no document {document_id}")
     stored = Path(path)
-    if stored.parent == (state.uploads / tenant).resolve():
+    if stored.is_relative_to((state.uploads / tenant).resolve()):
         await asyncio.to_thread(stored.unlink, missing_ok=True)
     return Response(status_code=204)
 
@@ -110,18 +110,25 @@ async def upload_documents(
 ) -> UploadResult:
     """Ingest the files (idempotent: a file already stored unchanged is reported so)."""
     state = state_of(request)
-    checked_field("body", "country", country, normalize_country)
+    code = checked_field("body", "country", country, normalize_country)
     checked_field("body", "doc_type", doc_type, normalize_doc_type)
-    folder = state.uploads / tenant
+    # One folder per label: report.pdf uploaded for AR and for BR are two documents, while the
+    # same name uploaded again for the same country is a new version of the same document.
+    label = "_" if country is None else (code or "global")
+    folder = state.uploads / tenant / label
     saved: dict[str, Path] = {}
     results: dict[str, FileResult] = {}
     order: list[str] = []
     for upload in files:
-        name = Path(upload.filename or "").name.strip()
+        name = _relative_name(upload.filename)
         order.append(name or "?")
-        if not name or name.startswith("."):
-            results[name or "?"] = FileResult(
-                name=name or "?", status="failed", reason="a file name is required"
+        if not name:
+            shown = upload.filename or "?"
+            order[-1] = shown
+            results[shown] = FileResult(
+                name=shown,
+                status="failed",
+                reason="a plain file name is required (not empty, hidden or with '..')",
             )
             continue
         if name in saved:
@@ -147,9 +154,22 @@ async def upload_documents(
     return UploadResult(files=[results[n] for n in dict.fromkeys(order)])
 
 
+def _relative_name(filename: str | None) -> str:
+    """The upload's file name with any folders a browser sent (a folder upload), made safe.
+
+    Only plain names survive: no absolute paths, no ``..``, no hidden files or folders, so a
+    name can never leave the tenant's upload folder.
+    """
+    parts = [p.strip() for p in (filename or "").replace("\\", "/").split("/")]
+    parts = [p for p in parts if p and p != "."]
+    if not parts or any(p == ".." or p.startswith(".") for p in parts):
+        return ""
+    return "/".join(parts)
+
+
 def _save(folder: Path, name: str, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path.resolve()
 

@@ -1,0 +1,177 @@
+"""One logical request: the retry loop around HTTP attempts.
+
+Each attempt takes RPM/TPM budget, then a concurrency slot; a success feeds the limiter and the
+rate budgets what the provider said; a failure is classified, taught to the limiter and budgets,
+and either waited out (jittered backoff, ``retry-after`` honoured) or raised as the gateway's
+own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+from ..errors import ProposalsError
+from ..tokens import count_tokens
+from ._errors import ContextOverflowError, NonRetryableError, RetriesExhausted
+from ._events import CallRetry
+from ._limiter import AdaptiveLimiter, LimiterTicket
+from ._output import answer_of
+from ._ratelimit import RateBudget
+from ._retry import Failure, RetryPolicy, classify
+
+__all__ = ["AttemptLoop", "Attempts"]
+
+
+class Attempts:
+    """Mutable per-call tally shared by the send loop and the call (repairs included)."""
+
+    __slots__ = ("completion", "count", "prompt")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.prompt = 0
+        self.completion = 0
+
+
+class AttemptLoop:
+    """Sends requests through ``client`` under ``limiter`` and ``rate``, retrying per
+    ``policy``; ``emit`` receives a :class:`CallRetry` before each wait."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        limiter: AdaptiveLimiter,
+        rate: RateBudget,
+        policy: RetryPolicy,
+        rng: random.Random,
+        emit: Callable[[CallRetry], None],
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._rate = rate
+        self._policy = policy
+        self._rng = rng
+        self._emit = emit
+        self.http_requests = 0
+        """HTTP attempts sent (retries and repairs included)."""
+        self.retries: Counter[str] = Counter()
+        """Retries by cause."""
+
+    async def send(
+        self,
+        model: str,
+        msgs: list[dict[str, Any]],
+        prompt_estimate: int,
+        response_format: dict[str, Any] | None,
+        params: dict[str, Any],
+        max_tokens: int | None,
+        timeout_s: float,
+        tally: Attempts,
+        base: dict[str, Any],
+    ) -> Any:
+        """One logical request: the retry loop around HTTP attempts. Returns a ChatCompletion.
+        ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
+        rate_estimate = prompt_estimate + (max_tokens or 0)
+        kwargs: dict[str, Any] = dict(params)
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+        attempt = 0
+        while True:
+            attempt += 1
+            ticket = await self._admit(rate_estimate)
+            tally.count += 1
+            self.http_requests += 1
+            try:
+                async with asyncio.timeout(timeout_s):
+                    raw = await self._client.chat.completions.with_raw_response.create(
+                        model=model,
+                        messages=msgs,  # type: ignore[arg-type]
+                        timeout=timeout_s,
+                        **kwargs,
+                    )
+                completion = raw.parse()
+            except (openai.OpenAIError, TimeoutError) as exc:
+                self._limiter.release()
+                failure = classify(exc)
+                assert failure is not None
+                wait = self._on_failure(failure, ticket, attempt)
+                if wait is None:
+                    raise _translate(failure, attempt) from exc
+            except BaseException:
+                self._limiter.release()
+                raise
+            else:
+                self._limiter.on_success(ticket)
+                self._limiter.release()
+                self._rate.observe(raw.headers)
+                available = self._rate.available(rate_estimate)
+                if available is not None:
+                    self._limiter.hint(self._limiter.in_flight + available)
+                charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
+                self._rate.correct(rate_estimate, charged)
+                return completion
+            self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
+            await asyncio.sleep(wait)
+
+    async def _admit(self, rate_estimate: int) -> LimiterTicket:
+        """Take rate budget, then a concurrency slot; returns the slot's ticket."""
+        while True:
+            permit = await self._rate.acquire(rate_estimate)
+            try:
+                ticket = await self._limiter.acquire()
+            finally:
+                self._rate.dispatched(permit)
+            if not self._rate.stale(permit):
+                return ticket
+            # Admitted before any limit was known; limits are known now: queue for budget.
+            self._limiter.release()
+
+    def _on_failure(self, failure: Failure, ticket: LimiterTicket, attempt: int) -> float | None:
+        """Feed a failed attempt to the limiter and budgets; seconds to wait, or None (final)."""
+        if failure.headers:
+            self._rate.observe(failure.headers)
+        if failure.kind != "retry":
+            return None
+        if failure.overload:
+            self._limiter.on_overload(ticket, capacity=failure.capacity)
+        if attempt > self._policy.max_retries:
+            return None
+        self.retries[failure.reason] += 1
+        if failure.reason == "rate_limit" and failure.retry_after is not None:
+            self._rate.pause(min(failure.retry_after, self._policy.max_retry_after_s))
+        return self._policy.delay(attempt, failure, self._rng)
+
+
+def _account_tokens(
+    completion: Any, prompt_estimate: int, max_tokens: int | None, tally: Attempts
+) -> int:
+    """Add the attempt's usage to the tally; return tokens the provider charged."""
+    if completion.usage is not None:
+        prompt = int(completion.usage.prompt_tokens or 0)
+        output = int(completion.usage.completion_tokens or 0)
+    else:
+        prompt = prompt_estimate
+        output = count_tokens(answer_of(completion)[0])
+    tally.prompt += prompt
+    tally.completion += output
+    return prompt + (max_tokens if max_tokens else output)
+
+
+def _translate(failure: Failure, attempts: int) -> ProposalsError:
+    if failure.kind == "overflow":
+        return ContextOverflowError(failure.message, status=failure.status, code=failure.code)
+    if failure.kind == "fatal":
+        return NonRetryableError(
+            f"{failure.reason}: {failure.message}", status=failure.status, code=failure.code
+        )
+    return RetriesExhausted(
+        f"gave up after {attempts} attempts; last error {failure.reason}: {failure.message}",
+        attempts=attempts,
+        cause=failure.reason,
+    )
