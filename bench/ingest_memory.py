@@ -16,15 +16,12 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench._sides import ROOT, extract_src, run_child
+
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_memory.json"
 PLOT = RESULTS.with_suffix(".png")
 BASELINE = "890336e"  # main before streaming: a file held whole
@@ -48,29 +45,8 @@ def write_text_file(path: Path, size: int = SIZE, seed: int = 7) -> None:
             written += len(para)
 
 
-def baseline_tree(dest: Path) -> Path:
-    blob = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", BASELINE, "src"], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(blob)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "src"
-
-
 def run_side(src: Path, data_dir: Path, file: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    env.pop("PROPOSALS_DATABASE_URL", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "_ingest_memory_run.py"), str(data_dir), str(file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=str(ROOT),
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory run failed ({src}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("_ingest_memory_run.py", src, data_dir, file)
 
 
 def plot(results: dict[str, Any]) -> None:
@@ -99,7 +75,7 @@ def main() -> int:
         work = Path(tmp)
         file = work / "large.txt"
         write_text_file(file)
-        before_src = baseline_tree(work / "before")
+        before_src = extract_src(BASELINE, work / "before")
         results: dict[str, Any] = {
             "file_bytes": file.stat().st_size,
             "baseline": BASELINE,

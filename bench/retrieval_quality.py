@@ -20,15 +20,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench._sides import ROOT, extract_src, run_child
+
 RESULTS = Path(__file__).resolve().parent / "results" / "retrieval_quality.json"
 PLOT = RESULTS.with_suffix(".png")
 BASELINE = "04e897e"  # main before issue 11: AND full text, reciprocal rank fusion, 400 tokens
@@ -58,29 +56,13 @@ MODES = ("hybrid", "vector", "text")
 
 def baseline_tree(dest: Path) -> Path:
     """The baseline's ``src`` from git, with the current evaluation package added."""
-    blob = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", BASELINE, "src"], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(blob)) as tar:
-        tar.extractall(dest, filter="data")
-    shutil.copytree(ROOT / "src" / "proposals" / "evaluate", dest / "src/proposals/evaluate")
-    return dest / "src"
+    src = extract_src(BASELINE, dest)
+    shutil.copytree(ROOT / "src" / "proposals" / "evaluate", src / "proposals/evaluate")
+    return src
 
 
 def run_side(src: Path, data_dir: Path, questions: Path, corpus: list[Path]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
-    env.pop("PROPOSALS_DATABASE_URL", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "_quality_run.py"), str(data_dir), str(questions)]
-        + [str(p) for p in corpus],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=str(ROOT),
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"quality run failed ({src}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_child("_quality_run.py", src, data_dir, questions, *corpus)
     result.pop("per_question", None)
     return result
 

@@ -60,6 +60,9 @@ def test_schemas_bound_citations_lists_and_strings() -> None:
     assert findings["properties"]["item_2"]["maxItems"] == 3
     cited = findings["$defs"]["FindingOut"]["properties"]["citations"]
     assert cited["maxItems"] == 0 and "enum" not in cited["items"]
+    # A caller that names no ids (None) bounds only how many.
+    free = _schema(findings_schema(2, 3))["$defs"]["FindingOut"]["properties"]["citations"]
+    assert free["maxItems"] == CITATIONS_MAX and "enum" not in free["items"]
 
 
 def test_max_length_is_sent_only_where_strict_mode_accepts_it() -> None:

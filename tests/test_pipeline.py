@@ -271,13 +271,30 @@ async def test_resume_counts_calls_whose_events_were_lost(
         open_services(corpus_settings, embedder=embedder) as svc,
         resume(result.run_id, corpus_settings, services=svc) as run,
     ):
-        async for _ in run.events():
-            pass
+        seen = [e async for e in run.events()]
         resumed = await run.result()
     assert kept.usage.calls < result.usage.calls
     assert resumed.usage.calls == result.usage.calls
     assert resumed.usage.prompt_tokens == result.usage.prompt_tokens
     assert resumed.usage.cost_usd == pytest.approx(result.usage.cost_usd)
+    # Their events are stored again, from the usage log: the accounting per node, folded from
+    # the events, counts every answered call once (the resumed cache hits come on top).
+    recovered = [
+        e
+        for e in seen
+        if isinstance(e, CallEvent) and e.phase == "finished" and "recovered" in (e.detail or "")
+    ]
+    lost = [e for e in answered if e.seq >= lost_from]
+    assert sorted((e.node, e.prompt_tokens, e.completion_tokens) for e in recovered) == sorted(
+        (e.node, e.prompt_tokens, e.completion_tokens) for e in lost
+    )
+    for node, totals in result.usage_by_node.items():
+        again = resumed.usage_by_node[node]
+        assert (again.calls, again.prompt_tokens, again.completion_tokens) == (
+            totals.calls,
+            totals.prompt_tokens,
+            totals.completion_tokens,
+        ), node
 
 
 async def test_runs_command_lists_runs_and_replays_events(

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     """Model name stored with every vector; one index never mixes models."""
     embedding_batch_size: int = Field(default=64, ge=1, le=2048)
     """Texts per embedding call."""
+    embedding_threads: int | None = Field(default=None, ge=1, le=256)
+    """CPU threads the local model uses for a batch of documents (queries always use one).
+    Unset: every core (``bench/results/ingest_speed.json`` compares it with half)."""
     chunk_tokens: int = Field(default=400, ge=32, le=8000)
     """Target chunk size in tokens. The local model reads only the first ~256 word-pieces of
     a chunk; chunks of 200 (which it reads whole) were measured and lost recall on the SEC

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 _LOCAL_DEFAULT = "sentence-transformers/all-MiniLM-L6-v2"
-_SHARED_LOCAL: dict[tuple[str, int], LocalEmbedder] = {}
+_SHARED_LOCAL: dict[tuple[str, int, int | None], LocalEmbedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -38,12 +38,14 @@ def embedder_from_settings(settings: Settings) -> Embedder:
     """
     if settings.embedding_provider == "local":
         # One model per process: loading it costs seconds and ~100 MB, and it is stateless.
-        key = (settings.embedding_model, settings.embedding_batch_size)
+        key = (settings.embedding_model, settings.embedding_batch_size, settings.embedding_threads)
         with _SHARED_LOCK:
             shared = _SHARED_LOCAL.get(key)
             if shared is None:
                 shared = LocalEmbedder(
-                    settings.embedding_model, batch_size=settings.embedding_batch_size
+                    settings.embedding_model,
+                    batch_size=settings.embedding_batch_size,
+                    threads=settings.embedding_threads,
                 )
                 _SHARED_LOCAL[key] = shared
         return shared

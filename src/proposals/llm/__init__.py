@@ -12,7 +12,7 @@ res = await gw.complete(messages, schema=Answer, tags=CallTags(run_id="r1", node
 ```
 """
 
-from ._cache import ResponseCache
+from ._cache import LoggedCall, ResponseCache
 from ._config import GatewayConfig
 from ._errors import (
     ContextOverflowError,
@@ -55,6 +55,7 @@ __all__ = [
     "InvalidOutputError",
     "LLMGateway",
     "LLMResult",
+    "LoggedCall",
     "ModelPrice",
     "NonRetryableError",
     "Outcome",

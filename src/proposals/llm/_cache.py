@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -21,7 +22,7 @@ from ._usage import CallTags, Usage, UsageTotals
 if TYPE_CHECKING:
     from ..db import Database
 
-__all__ = ["CachedResponse", "ResponseCache", "request_key"]
+__all__ = ["CachedResponse", "LoggedCall", "ResponseCache", "request_key"]
 
 
 def request_key(
@@ -47,6 +48,20 @@ def request_key(
         default=str,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCall:
+    """One row of the usage log: a call answered (by the provider or from the cache)."""
+
+    id: int
+    node: str | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    cached: bool
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,20 @@ class ResponseCache:
                 )
         except psycopg.Error as exc:
             raise DatabaseError(f"LLM usage log write failed: {exc}") from exc
+
+    async def run_calls(self, run_id: str) -> list[LoggedCall]:
+        """The usage log of one run, oldest first."""
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT id, node, model, prompt_tokens, completion_tokens, cost_usd, cached,"
+                    " created_at FROM llm_usage WHERE run_id = %s ORDER BY id",
+                    (run_id,),
+                )
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise DatabaseError(f"LLM usage query failed: {exc}") from exc
+        return [LoggedCall(*row) for row in rows]
 
     async def run_usage(self, run_id: str) -> UsageTotals:
         """Provider usage of one run as logged, cache hits counted apart. The log row of a

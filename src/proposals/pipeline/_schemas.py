@@ -49,12 +49,14 @@ def _strings() -> Any:
     )
 
 
-def _citations(ids: tuple[int, ...]) -> Any:
-    """At most ``CITATIONS_MAX`` of ``ids`` (none when the call showed no evidence)."""
+def _citations(ids: tuple[int, ...] | None) -> Any:
+    """At most ``CITATIONS_MAX`` of ``ids``; none when the call showed no evidence (``()``);
+    any ids, still at most ``CITATIONS_MAX``, when the caller names none (``None``)."""
     items: JsonDict = {"type": "integer"}
     if ids:
         items["enum"] = list(ids)
-    extra: JsonDict = {"maxItems": min(CITATIONS_MAX, len(ids)), "items": items}
+    most = CITATIONS_MAX if ids is None else min(CITATIONS_MAX, len(ids))
+    extra: JsonDict = {"maxItems": most, "items": items}
     return (list[int], Field(default_factory=list, json_schema_extra=extra))
 
 
@@ -63,7 +65,7 @@ def _bounded_list(item: Any, max_items: int) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _theme(ids: tuple[int, ...]) -> type[BaseModel]:
+def _theme(ids: tuple[int, ...] | None) -> type[BaseModel]:
     return create_model(
         "ThemeOut",
         __base__=ThemeOut,
@@ -74,14 +76,14 @@ def _theme(ids: tuple[int, ...]) -> type[BaseModel]:
 
 
 @lru_cache(maxsize=256)
-def _finding(ids: tuple[int, ...]) -> type[BaseModel]:
+def _finding(ids: tuple[int, ...] | None) -> type[BaseModel]:
     return create_model(
         "FindingOut", __base__=FindingOut, statement=_text(), citations=_citations(ids)
     )
 
 
 @lru_cache(maxsize=256)
-def _proposal(ids: tuple[int, ...]) -> type[BaseModel]:
+def _proposal(ids: tuple[int, ...] | None) -> type[BaseModel]:
     return create_model(
         "ProposalOut",
         __base__=ProposalOut,
@@ -99,19 +101,21 @@ def _proposal(ids: tuple[int, ...]) -> type[BaseModel]:
 
 
 @lru_cache(maxsize=256)
-def themes_schema(max_items: int, ids: tuple[int, ...] = ()) -> type[BaseModel]:
+def themes_schema(max_items: int, ids: tuple[int, ...] | None = None) -> type[BaseModel]:
     """Node A's answer: at most ``max_items`` themes citing only ``ids`` (sorted)."""
     return create_model("OpportunityThemes", themes=_bounded_list(_theme(ids), max_items))
 
 
 @lru_cache(maxsize=256)
-def proposals_schema(max_items: int, ids: tuple[int, ...] = ()) -> type[BaseModel]:
+def proposals_schema(max_items: int, ids: tuple[int, ...] | None = None) -> type[BaseModel]:
     """The synthesis answer: at most ``max_items`` proposals citing only ``ids``."""
     return create_model("ProductProposals", proposals=_bounded_list(_proposal(ids), max_items))
 
 
 @lru_cache(maxsize=256)
-def findings_schema(items: int, max_findings: int, ids: tuple[int, ...] = ()) -> type[BaseModel]:
+def findings_schema(
+    items: int, max_findings: int, ids: tuple[int, ...] | None = None
+) -> type[BaseModel]:
     """A lens answer for a batch: one list of at most ``max_findings`` findings per item, keys
     ``item_1..item_n``, citing only ``ids``."""
     finding = _finding(ids)

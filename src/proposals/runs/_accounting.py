@@ -6,14 +6,15 @@ the result), and any process rebuilds the same from the event log (``proposals r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
-from ..llm import UsageTotals
+from ..llm import LoggedCall, UsageTotals
 from ..observe import Timeline, TimelineBuilder, TimelineCall
 from ._events import CallEvent, RunEvent
 
-__all__ = ["CallLog", "timeline_of", "usage_by"]
+__all__ = ["CallLog", "lost_calls", "timeline_of", "usage_by"]
 
 
 class CallLog:
@@ -74,3 +75,69 @@ def usage_by(timeline: Timeline, key: Literal["node", "model"]) -> dict[str, Usa
         name = call.node if key == "node" else (call.model or "-")
         groups.setdefault(name, []).append(call)
     return {name: _totals(calls) for name, calls in groups.items()}
+
+
+def lost_calls(events: Iterable[RunEvent], logged: Sequence[LoggedCall]) -> list[dict[str, Any]]:
+    """``call`` events to store for answered calls whose own events were lost.
+
+    The usage log row of a call is written with its answer; its ``finished`` event is stored a
+    moment later by the run's event writer. A holder killed in between leaves a logged call
+    without an event. Per (node, model, cached), the log's calls beyond the stored ``finished``
+    events are those (the latest ones). Each gets a ``finished`` event closing its ``started``
+    one when that was stored, else a ``started`` + ``finished`` pair under a synthetic negative
+    id. Returns the fields of each event, in order.
+    """
+    stored: Counter[tuple[str | None, str | None, bool]] = Counter()
+    open_calls: dict[int, CallEvent] = {}
+    for event in events:
+        if not isinstance(event, CallEvent):
+            continue
+        if event.phase == "started" and event.call_id is not None:
+            open_calls[event.call_id] = event
+        elif event.phase in ("finished", "failed"):
+            open_calls.pop(event.call_id or 0, None)
+            if event.phase == "finished":
+                stored[(event.node, event.model, event.cached)] += 1
+    logged_by: dict[tuple[str | None, str | None, bool], list[LoggedCall]] = {}
+    for call in logged:
+        logged_by.setdefault((call.node, call.model, call.cached), []).append(call)
+    lost = sorted(
+        (call for key, calls in logged_by.items() for call in calls[stored[key] :]),
+        key=lambda c: c.id,
+    )
+    out: list[dict[str, Any]] = []
+    for call in lost:
+        opened = next(
+            (e for e in open_calls.values() if (e.node, e.model) == (call.node, call.model)),
+            None,
+        )
+        if opened is not None and opened.call_id is not None:
+            call_id = opened.call_id
+            del open_calls[call_id]
+        else:
+            call_id = -call.id
+            out.append(
+                {
+                    "node": call.node,
+                    "phase": "started",
+                    "call_id": call_id,
+                    "model": call.model,
+                    "at": call.at,
+                }
+            )
+        out.append(
+            {
+                "node": call.node,
+                "phase": "finished",
+                "call_id": call_id,
+                "model": call.model,
+                "at": call.at,
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": call.completion_tokens,
+                "cached": call.cached,
+                "cost_usd": call.cost_usd,
+                "detail": "recovered from the usage log (its event was lost with the process "
+                "that held the run)",
+            }
+        )
+    return out

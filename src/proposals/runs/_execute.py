@@ -42,9 +42,9 @@ from ..pipeline import (
     build_graph,
     finding_order,
 )
-from ._accounting import usage_by
+from ._accounting import lost_calls, usage_by
 from ._emitter import RunEmitter
-from ._events import RunEvent, RunFinished, RunStarted
+from ._events import CallEvent, RunEvent, RunFinished, RunStarted
 from ._log import EventLog, LeaseLost
 from ._services import Services
 from ._store import Lease, RunRecord
@@ -100,8 +100,12 @@ async def execute_run(
         on_cancel_requested=lambda: control.stop("cancel"),
     )
     if record.last_seq:
-        for event in await log_.read(record.id):
+        stored = await log_.read(record.id)
+        for event in stored:
             emitter.calls.add(event)  # the timeline and accounting span every attempt
+        logged = await ResponseCache(services.database).run_calls(record.id)
+        for fields in lost_calls(stored, logged):
+            emitter.calls.add(emitter.emit(CallEvent, **fields))
     writer = emitter.start()
     graph = asyncio.create_task(_invoke(services, record, lease, emitter), name=f"run-{record.id}")
     control.graph = graph

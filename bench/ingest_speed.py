@@ -1,0 +1,113 @@
+"""Ingest speed side by side (issue 11, item 3): the code at issue 11's filing against this
+tree, in one invocation, each side in a fresh process with its own embedded PostgreSQL.
+
+Sides: ``before`` is the baseline commit (float32 on two threads, one file per embedding call,
+stages in sequence); ``after-1t`` is this tree with ``PROPOSALS_EMBEDDING_THREADS=1`` (the
+previous default, half of this machine's cores); ``after`` is this tree as configured by
+default. Each side ingests the set, then answers the set's labelled questions in every search
+mode (``bench/_quality_run.py``), so speed and retrieval quality come from the same ingest.
+The sample corpus runs ``ROUNDS`` interleaved rounds; the SEC 10-Q set (20 PDFs) one round of
+``before`` and ``after``. Results: ``bench/results/ingest_speed.json``.
+
+Run it alone: ``flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed``
+(``BENCH_SPEED_SETS=examples`` for the sample corpus only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.retrieval_quality import BASELINE, ROOT, SETS, baseline_tree, run_side
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ingest_speed.json"
+ROUNDS = 2
+METRICS = ("recall@3", "recall@10", "mrr@10")
+
+
+def _side(src: Path, work: Path, name: str, set_name: str, threads: str | None) -> dict[str, Any]:
+    questions, corpus = SETS[set_name]
+    if threads is None:
+        os.environ.pop("PROPOSALS_EMBEDDING_THREADS", None)
+    else:
+        os.environ["PROPOSALS_EMBEDDING_THREADS"] = threads
+    load = os.getloadavg()[0]
+    started = time.time()
+    try:
+        out = run_side(src, work / f"{set_name}-{name}-{started:.0f}", questions, corpus)
+    finally:
+        os.environ.pop("PROPOSALS_EMBEDDING_THREADS", None)
+    ingest = out["ingest"]
+    modes = out["quality"]["modes"]
+    return {
+        "side": name,
+        "load_average_1m_at_start": round(load, 2),
+        **{k: ingest[k] for k in ("files", "chunks", "wall_s", "embed_s", "chunks_per_s")},
+        "cpu_s_ingesting_process": ingest["cpu_s_this_process"],
+        "chunks_per_cpu_s": ingest["chunks_per_cpu_s"],
+        "quality": {
+            mode: {m: round(modes[mode]["all"]["metrics"][m], 3) for m in METRICS} for mode in modes
+        },
+    }
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by.setdefault(row["side"], []).append(row)
+    out: dict[str, Any] = {}
+    for side, runs in by.items():
+        out[side] = {
+            "chunks_per_s_best": max(r["chunks_per_s"] for r in runs),
+            "chunks_per_s_runs": [r["chunks_per_s"] for r in runs],
+            "chunks_per_cpu_s_runs": [r["chunks_per_cpu_s"] for r in runs],
+        }
+    if "before" in out:
+        base = out["before"]
+        for side, s in out.items():
+            pairs = [
+                (a["chunks_per_s"], b["chunks_per_s"])
+                for a, b in zip(by[side], by["before"], strict=False)
+            ]
+            s["speedup_per_round"] = [round(a / b, 2) for a, b in pairs]
+            s["speedup_best_vs_best"] = round(s["chunks_per_s_best"] / base["chunks_per_s_best"], 2)
+    return out
+
+
+def main() -> int:
+    sets = os.environ.get("BENCH_SPEED_SETS", "examples,sec-10q").split(",")
+    results: dict[str, Any] = {
+        "baseline": BASELINE,
+        "command": "flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed",
+        "cpu_count": os.cpu_count(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "sets": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="ingest-speed-") as tmp:
+        work = Path(tmp)
+        before = baseline_tree(work / "before")
+        here = ROOT / "src"
+        plan = {
+            "examples": [("before", before, None), ("after-1t", here, "1"), ("after", here, None)]
+            * ROUNDS,
+            "sec-10q": [("before", before, None), ("after", here, None)],
+        }
+        for set_name in sets:
+            rows = []
+            for name, src, threads in plan[set_name]:
+                row = _side(src, work, name, set_name, threads)
+                print(json.dumps({"set": set_name, **row}), flush=True)
+                rows.append(row)
+            results["sets"][set_name] = {"runs": rows, "summary": _summary(rows)}
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
