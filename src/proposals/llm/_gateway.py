@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar, overload
 
+import httpx2
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import ProposalsError
@@ -100,7 +101,8 @@ class LLMGateway:
     """One gateway per endpoint per process; every LLM call of every run goes through it.
 
     ``async with LLMGateway(config, cache=ResponseCache(db)) as gw: ...`` closes the HTTP
-    client on exit. See :meth:`complete`.
+    client on exit. See :meth:`complete`. ``transport`` replaces the network (a plan replays
+    a run on the simulator's in-process transport).
     """
 
     def __init__(
@@ -111,11 +113,12 @@ class LLMGateway:
         log_usage: bool = True,
         read_cache: bool = True,
         rng: random.Random | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         # read_cache False: every call goes to the provider (answers are still stored).
         self._cache = SafeCache(cache, read=read_cache, log_usage=log_usage)
-        self._http, self._client = build_clients(config)
+        self._http, self._client = build_clients(config, transport)
         self._limiter = AdaptiveLimiter(
             minimum=config.concurrency_min,
             maximum=config.concurrency_max,
@@ -318,7 +321,7 @@ class LLMGateway:
             "node": tags.node,
             "model": model,
         }
-        self._recorder.started(base)
+        self._recorder.started(base, max_tokens)
         deadline = self.config.deadline_s
         with chat_span(model, self._provider_name, run_id=tags.run_id, node=tags.node) as span:
             try:

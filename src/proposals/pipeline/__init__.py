@@ -7,6 +7,7 @@ country x profile, tree-reduced when over the window). Runs are started by
 """
 
 from ._context import NullReporter, PipelineContext, Reporter
+from ._flow import CallFlow, FlowWork
 from ._graph import PipelineState, build_graph
 from ._models import (
     LENSES,
@@ -34,9 +35,11 @@ __all__ = [
     "LENSES",
     "NODES",
     "PROMPT_NAMES",
+    "CallFlow",
     "Citation",
     "FailedItem",
     "Finding",
+    "FlowWork",
     "Lens",
     "NullReporter",
     "PipelineContext",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..observe import RunTrace
 from ..tokens import estimate_prompt_tokens
+from ._flow import CallFlow
 from ._models import FailedItem, Proposal, ProposalRequest
 from ._prompts import Prompts
 
@@ -88,6 +89,8 @@ class PipelineContext:
     extra: dict[str, Any] = field(default_factory=dict)
     trace: RunTrace = field(default_factory=RunTrace)
     """The run's node spans (no-op without an OpenTelemetry SDK)."""
+    flow: CallFlow | None = None
+    """Records which calls each call waited for; set by plans, None in runs."""
 
     def model_for(self, node: str) -> str:
         """The model a node uses: the request's choice, else the default."""
