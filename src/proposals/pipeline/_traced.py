@@ -2,7 +2,8 @@
 fan out (a lens's batches, synthesis per pair) one ``batch`` span per graph task under it.
 
 The LLM call spans the gateway opens inside a task become that task's children. With no
-OpenTelemetry SDK installed every span here is a no-op.
+OpenTelemetry SDK installed every span here is a no-op. When a plan replays the graph
+(``PipelineContext.flow`` set), each task is also recorded in the call flow with its step.
 """
 
 from __future__ import annotations

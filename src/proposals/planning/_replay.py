@@ -18,7 +18,14 @@ from langchain_core.runnables import RunnableConfig
 
 from ..config import Settings
 from ..llm import CallEvent, CallFailed, CallFinished, CallStarted, GatewayConfig, LLMGateway
-from ..pipeline import CallFlow, PipelineContext, Prompts, ProposalRequest, build_graph
+from ..pipeline import (
+    CallFlow,
+    NullReporter,
+    PipelineContext,
+    Prompts,
+    ProposalRequest,
+    build_graph,
+)
 from ..simulator import InProcessProvider, SimulatorProfile
 from ..store import Store
 from ._schedule import PlannedCall
@@ -70,7 +77,7 @@ class _Recorder:
             self.costs[event.call_id] = usage.cost_usd if usage else 0.0
 
 
-class _GroupCounter:
+class _GroupCounter(NullReporter):
     """A reporter that keeps what the replay needs from progress: analyze's group count."""
 
     def __init__(self) -> None:
@@ -79,24 +86,6 @@ class _GroupCounter:
     def node_started(self, node: str, total: int) -> None:
         if node == "analyze":
             self.analyze_total = total
-
-    def node_finished(self, node: str, done: int, failed: int = 0) -> None:
-        pass
-
-    def batch_started(self, node: str, batch: str, items: int, tokens: int) -> None:
-        pass
-
-    def batch_finished(self, node: str, batch: str, items: int, ok: bool) -> None:
-        pass
-
-    def item_failed(self, failure: Any) -> None:
-        pass
-
-    def warning(self, kind: str, message: str, node: str | None = None) -> None:
-        pass
-
-    def proposal(self, proposal: Any) -> None:
-        pass
 
 
 async def replay(
