@@ -89,6 +89,8 @@ def _release_freed_memory() -> None:
 
 
 async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler) -> dict[str, Any]:
+    from opentelemetry import trace as otel_trace
+
     from proposals.config import Settings
     from proposals.db import Database
     from proposals.embeddings import embedder_from_settings
@@ -158,6 +160,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
             gateway_overrides=gateway_overrides,
         ) as services:
             started = time.monotonic()
+            cpu_started = time.process_time()
             async with generate(request, settings, services=services) as run:
                 async for event in run.events():
                     now = time.monotonic() - started
@@ -184,6 +187,13 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
                         node_time.setdefault(event.node, []).append(round(now, 2))
                 result = await run.result()
             wall = time.monotonic() - started
+            # Spans still queued for export are part of the run's cost: flush them now.
+            flush = getattr(otel_trace.get_tracer_provider(), "force_flush", None)
+            if flush is not None:
+                flush()
+            # CPU of this process (every thread: the span exporter's too) while generating;
+            # the simulator runs in a process of its own, so it is not counted.
+            generate_cpu = time.process_time() - cpu_started
             gw = services.gateway.stats().model_dump()
     finally:
         await database.close()
@@ -267,6 +277,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
         "embedding_batch_size": settings.embedding_batch_size,
         "gateway_overrides": gateway_overrides,
         "ingest_s": round(ingest_s, 2),
+        "generate_cpu_s": round(generate_cpu, 3),
         "ingested_documents": len(report.added) + len(report.unchanged),
         "nodes": nodes,
         "gateway": {
