@@ -30,11 +30,11 @@ async def test_plan_predicts_the_runs_calls_tokens_and_wall_time(
     corpus_settings: Settings, embedder: Embedder
 ) -> None:
     # A profile whose request and token buckets and latency, not this machine's CPU, set the
-    # pace: at time scale 0.4 the run takes ~25 s, of which a few are CPU.
+    # pace: at time scale 0.6 the run takes ~35 s, of which a few are CPU.
     settings = corpus_settings.model_copy(
         update={
             "simulator_profile": "openai-tier1-mini",
-            "simulator_time_scale": 0.4,
+            "simulator_time_scale": 0.6,
             "llm_timeout_s": 120,
         }
     )

@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field, create_model
 from ..errors import ProposalsError, ProviderError
 from ..llm import CallTags
 from ._context import PipelineContext
-from ._flow import branch, joined
 from ._models import FindingOut, ProposalOut, ThemeOut
 
 __all__ = [
@@ -68,15 +67,10 @@ async def gather_isolated(
         except ProposalsError as exc:
             return exc
 
-    async def forked(factory: Callable[[], Awaitable[R]]) -> R | ProposalsError:
-        with branch():
-            return await guarded(factory)
-
     if len(factories) == 1:
         return [await guarded(factories[0])]
-    with joined():
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(forked(f)) for f in factories]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(guarded(f)) for f in factories]
     return [t.result() for t in tasks]
 
 

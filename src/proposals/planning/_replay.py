@@ -135,7 +135,8 @@ async def replay(
             )
             graph = build_graph(None)
             run_config = RunnableConfig(recursion_limit=_RECURSION_LIMIT)
-            state = await graph.ainvoke({}, run_config, context=context)
+            with flow.following():
+                state = await graph.ainvoke({}, run_config, context=context)
         finally:
             unsubscribe()
     recorder.calls.sort(key=lambda c: c.call_id)
