@@ -88,6 +88,36 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def full_scale_request() -> Any:
+    """The reference-shaped request: 9 themes x 5 countries x 4 profiles (720 lens items)."""
+    from proposals.pipeline import Profile, ProposalRequest, RunOptions
+
+    profiles = [
+        Profile(
+            name="young urban savers",
+            description="18-30, smartphone-first, irregular surpluses",
+        ),
+        Profile(
+            name="rural smallholder families",
+            description="seasonal income, agents, remittances",
+        ),
+        Profile(
+            name="informal micro-entrepreneurs",
+            description="daily cash flows, no payroll, shop owners",
+        ),
+        Profile(
+            name="retirees on pensions", description="fixed monthly income, low digital skills"
+        ),
+    ]
+    return ProposalRequest(
+        brief="savings, microinsurance and payment products for low- and middle-income households",
+        countries=COUNTRIES,
+        profiles=profiles,
+        variables={"channel": "mobile app and agents", "risk appetite": "low"},
+        options=RunOptions(themes=9, proposals_per_pair=5, evidence_k=8, context_window=32_768),
+    )
+
+
 async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler) -> dict[str, Any]:
     from opentelemetry import trace as otel_trace
 
@@ -95,7 +125,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
     from proposals.db import Database
     from proposals.embeddings import embedder_from_settings
     from proposals.ingest import ingest
-    from proposals.pipeline import LENSES, Profile, ProposalRequest, RunOptions
+    from proposals.pipeline import LENSES
     from proposals.runs import generate, open_services
 
     settings = Settings(
@@ -123,30 +153,7 @@ async def _run(data_dir: Path, sim_url: str, profile: Any, sampler: _RssSampler)
         ingest_s = time.monotonic() - t0
         _release_freed_memory()
         sampler.enter("generate")
-        profiles = [
-            Profile(
-                name="young urban savers",
-                description="18-30, smartphone-first, irregular surpluses",
-            ),
-            Profile(
-                name="rural smallholder families",
-                description="seasonal income, agents, remittances",
-            ),
-            Profile(
-                name="informal micro-entrepreneurs",
-                description="daily cash flows, no payroll, shop owners",
-            ),
-            Profile(
-                name="retirees on pensions", description="fixed monthly income, low digital skills"
-            ),
-        ]
-        request = ProposalRequest(
-            brief="savings, microinsurance and payment products for low- and middle-income households",
-            countries=COUNTRIES,
-            profiles=profiles,
-            variables={"channel": "mobile app and agents", "risk appetite": "low"},
-            options=RunOptions(themes=9, proposals_per_pair=5, evidence_k=8, context_window=32_768),
-        )
+        request = full_scale_request()
         calls: list[dict[str, Any]] = []
         overflow_calls = 0
         node_time: dict[str, list[float]] = {}
