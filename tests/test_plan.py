@@ -88,7 +88,15 @@ async def test_plan_command_prints_per_node_and_writes_json(
     flags = ["--brief", request.brief, "--countries", "AR,BR", *profiles, "--themes", "3"]
     flags += ["--proposals", "3", "--var", "channel=mobile app", "--var", "risk appetite=low"]
     done = await _proposals(
-        corpus_settings, "plan", *flags, "--json", str(out), "--max-tokens", "20000"
+        corpus_settings,
+        "plan",
+        *flags,
+        "--json",
+        str(out),
+        "--max-tokens",
+        "20000",
+        "--max-cost",
+        "0.001",
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
@@ -100,6 +108,7 @@ async def test_plan_command_prints_per_node_and_writes_json(
     for node in NODES:
         assert any(line.split()[:2] == [node, str(expected.by_node[node].calls)] for line in lines)
     assert any(line.startswith("warning: token budget: the run needs about") for line in lines)
+    assert any(line.startswith("warning: cost budget: the run costs about") for line in lines)
     assert any(line.startswith("estimate: lenses:") for line in lines)
     bad = await _proposals(corpus_settings, "plan", *flags, "--sim-profile", "nope")
     assert bad.returncode == 2
