@@ -30,8 +30,6 @@ class CallStarted(_CallEventBase):
     """A call was accepted by the gateway (it may still wait for capacity)."""
 
     type: Literal["call_started"] = "call_started"
-    max_tokens: int | None = None
-    """The answer's cap asked for (providers charge rate budgets for it up front)."""
 
 
 class CallRetry(_CallEventBase):

@@ -321,7 +321,7 @@ class LLMGateway:
             "node": tags.node,
             "model": model,
         }
-        self._recorder.started(base, max_tokens)
+        self._recorder.started(base)
         deadline = self.config.deadline_s
         with chat_span(model, self._provider_name, run_id=tags.run_id, node=tags.node) as span:
             try:

@@ -85,9 +85,9 @@ class CallRecorder:
             except Exception:
                 log.exception("call event listener failed")
 
-    def started(self, base: dict[str, Any], max_tokens: int | None = None) -> None:
+    def started(self, base: dict[str, Any]) -> None:
         self.counts["calls"] += 1
-        self.emit(CallStarted(**base, max_tokens=max_tokens))
+        self.emit(CallStarted(**base))
 
     def failed(
         self, span: Any, base: dict[str, Any], exc: BaseException, msgs: list[dict[str, Any]]

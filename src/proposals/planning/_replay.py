@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,32 +50,42 @@ class Replay:
     elapsed_s: float
 
 
+_calling: ContextVar[int | None] = ContextVar("proposals_plan_call", default=None)
+"""The gateway call the current task is making (set at its start, read by the transport)."""
+
+
 class _Recorder:
-    """Gateway listener: every call's node, tokens and ``max_tokens``; and the flow."""
+    """Gateway listener and transport hook: every call's node, tokens and the ``max_tokens``
+    its first request asked for (providers charge rate budgets on it); and the flow."""
 
     def __init__(self, flow: CallFlow) -> None:
         self.flow = flow
-        self.started: dict[int, CallStarted] = {}
+        self.asked: dict[int, int | None] = {}
         self.calls: list[PlannedCall] = []
         self.costs: dict[int, float] = {}
 
     def __call__(self, event: CallEvent) -> None:
         self.flow.on_call(event)
         if isinstance(event, CallStarted):
-            self.started[event.call_id] = event
+            _calling.set(event.call_id)
         elif isinstance(event, CallFinished | CallFailed):
             usage = event.usage if isinstance(event, CallFinished) else None
-            asked = self.started.get(event.call_id)
             self.calls.append(
                 PlannedCall(
                     call_id=event.call_id,
                     node=event.node or "?",
                     prompt_tokens=usage.prompt_tokens if usage else 0,
                     completion_tokens=usage.completion_tokens if usage else 0,
-                    max_tokens=asked.max_tokens if asked else None,
+                    max_tokens=self.asked.get(event.call_id),
                 )
             )
             self.costs[event.call_id] = usage.cost_usd if usage else 0.0
+
+    def on_request(self, body: dict[str, Any]) -> None:
+        call_id = _calling.get()
+        if call_id is not None and call_id not in self.asked:
+            cap = body.get("max_completion_tokens") or body.get("max_tokens")
+            self.asked[call_id] = int(cap) if isinstance(cap, int | float) else None
 
 
 class _GroupCounter(NullReporter):
@@ -116,7 +127,9 @@ async def replay(
     recorder = _Recorder(flow)
     counter = _GroupCounter()
     async with LLMGateway(
-        config, cache=None, transport=InProcessProvider(profile, seed)
+        config,
+        cache=None,
+        transport=InProcessProvider(profile, seed, on_request=recorder.on_request),
     ) as gateway:
         unsubscribe = gateway.subscribe(plan_id, recorder)
         try:

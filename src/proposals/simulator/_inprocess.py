@@ -9,6 +9,7 @@ that profile and seed would give, with no network, no limits and no latency.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -23,9 +24,16 @@ class InProcessProvider(httpx2.AsyncBaseTransport):
     """An ``httpx2`` transport answering ``POST .../chat/completions`` like the simulator
     (context-window errors included) and ``GET .../models``; anything else is a 404."""
 
-    def __init__(self, profile: SimulatorProfile, seed: int = 0) -> None:
+    def __init__(
+        self,
+        profile: SimulatorProfile,
+        seed: int = 0,
+        on_request: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.profile = profile
         self._answers = Answerer(profile, seed)
+        self._on_request = on_request
+        """Called with each chat request's body, in the calling task, before it is answered."""
         self.requests = 0
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -41,6 +49,8 @@ class InProcessProvider(httpx2.AsyncBaseTransport):
             return httpx2.Response(404, content=body, headers=headers)
         self.requests += 1
         payload: dict[str, Any] = json.loads(await request.aread())
+        if self._on_request is not None:
+            self._on_request(payload)
         messages = payload["messages"]
         model = str(payload.get("model") or self.profile.models[0])
         max_out = max_output(payload)
