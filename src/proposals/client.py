@@ -30,6 +30,7 @@ import httpx
 
 from .errors import ConfigError, InputError, NotFound, RuntimeFailure
 from .pipeline import ProposalRequest, ProposalResult, RunStatus
+from .planning import Plan
 from .runs import RunEvent, RunFinished, RunRecord, parse_event
 from .store import SearchHit
 
@@ -93,6 +94,20 @@ class ProposalsClient:
         """Queue a run; returns its record (``status`` ``queued``) at once."""
         body = request.model_dump(mode="json") if isinstance(request, ProposalRequest) else request
         return RunRecord.model_validate(await self._call("POST", "/v1/runs", json=body))
+
+    async def plan(
+        self,
+        request: ProposalRequest | Mapping[str, Any],
+        *,
+        sim_profile: str | None = None,
+        time_scale: float | None = None,
+    ) -> Plan:
+        """What a run of ``request`` would take (``POST /v1/runs/plan``); no LLM is called."""
+        body = request.model_dump(mode="json") if isinstance(request, ProposalRequest) else request
+        params = {k: v for k, v in (("sim_profile", sim_profile), ("time_scale", time_scale)) if v}
+        return Plan.model_validate(
+            await self._call("POST", "/v1/runs/plan", json=body, params=params)
+        )
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run's record: status, progress per node, usage, provider, result once ended."""

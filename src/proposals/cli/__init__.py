@@ -35,6 +35,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("_ingest", "search the corpus (hybrid: vectors + full text)"),
     "docs": ("_ingest", "list ingested documents with their chunk counts"),
     "generate": ("_generate", "generate cited product proposals per country and profile"),
+    "plan": ("_plan", "what a run would take (calls, tokens, cost, wall time), without the LLM"),
     "demo": (
         "_generate",
         "ingest examples/corpus and generate for 3 countries x 2 profiles, offline",

@@ -11,10 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..config import Settings
-from ..errors import InputError, validation_message
+from ..errors import InputError
 from ..pipeline import (
     ACCOUNTING_COLUMNS,
     LENSES,
@@ -22,7 +20,6 @@ from ..pipeline import (
     Profile,
     ProposalRequest,
     ProposalResult,
-    RunOptions,
     accounting_rows,
     load_profiles,
     render_markdown,
@@ -41,6 +38,13 @@ from ..runs import (
     WarningEvent,
     open_services,
 )
+from ._request import (
+    add_request_arguments,
+    build_request,
+    check_output,
+    common_options,
+    request_from_args,
+)
 
 __all__ = ["register"]
 
@@ -57,21 +61,8 @@ def register(subparsers: Any) -> None:
         "write a Markdown report and/or JSON. Without a configured provider the offline "
         "simulator is used and the output says the text is simulated.",
     )
-    g.add_argument("--brief", help="what to propose, e.g. 'savings products for households'")
-    g.add_argument("--countries", help="ISO codes, comma-separated, e.g. AR,BR,MX")
-    g.add_argument(
-        "--profiles",
-        type=Path,
-        help="YAML/JSON file of {name, description} (a list, or a mapping country -> list)",
-    )
-    g.add_argument(
-        "--profile",
-        action="append",
-        default=[],
-        metavar="'NAME: DESCRIPTION'",
-        help="an inline profile (repeatable)",
-    )
-    _common_options(g)
+    add_request_arguments(g)
+    common_options(g)
     g.add_argument("--out", type=Path, help="write the Markdown report here")
     g.add_argument("--json", dest="json_out", type=Path, help="write the result as JSON here")
     g.add_argument("--resume", metavar="RUN_ID", help="continue an unfinished run instead")
@@ -106,118 +97,15 @@ def register(subparsers: Any) -> None:
     )
     d.add_argument("--countries", default=_DEMO_COUNTRIES, help=f"default {_DEMO_COUNTRIES}")
     d.add_argument("--out-dir", type=Path, default=Path("out"), help="default ./out")
-    _common_options(d)
+    common_options(d)
     # The demo is always a new local run: the shared executor also reads generate's --resume/--rerun.
     d.set_defaults(handler=_demo, resume=None, rerun=None)
 
 
-def _common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a variable passed to every prompt (repeatable)",
-    )
-    p.add_argument("--themes", type=int, default=9, help="opportunity themes (default 9)")
-    p.add_argument("--proposals", type=int, default=5, help="proposals per country and profile")
-    p.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="NODE=MODEL",
-        help=f"model for one node ({', '.join(NODES)}); repeatable",
-    )
-    p.add_argument("--window", type=int, help="context window in tokens (default: settings)")
-    p.add_argument("--output-reserve", type=int, help="tokens kept for each answer")
-    p.add_argument("--max-tokens", type=int, help="token budget of the run")
-    p.add_argument("--max-cost", type=float, help="cost budget of the run in USD")
-    p.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        help="simulator only: wall seconds per simulated second "
-        "(default: PROPOSALS_SIMULATOR_TIME_SCALE, 0.02)",
-    )
-    p.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="send every call to the provider, even one answered before (answers are still "
-        "stored); cached answers are only ever reused from the same provider endpoint",
-    )
-    p.add_argument("--quiet", action="store_true", help="no live progress")
-
-
-def _pairs(values: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for raw in values:
-        key, sep, value = raw.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"{what} must look like KEY=VALUE, got {raw!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-# Request fields as the user typed them, for one-line error messages.
-_LABELS = {
-    "brief": "--brief",
-    "countries": "--countries",
-    "profiles": "profiles",
-    "variables": "--var",
-    "themes": "--themes",
-    "proposals_per_pair": "--proposals",
-    "models": "--model",
-    "context_window": "--window",
-    "output_reserve": "--output-reserve",
-    "max_tokens": "--max-tokens",
-    "max_cost_usd": "--max-cost",
-}
-
-
-def _options(args: argparse.Namespace) -> RunOptions:
-    try:
-        return RunOptions(
-            themes=args.themes,
-            proposals_per_pair=args.proposals,
-            models=_pairs(args.model, "--model"),
-            context_window=args.window,
-            output_reserve=args.output_reserve,
-            max_tokens=args.max_tokens,
-            max_cost_usd=args.max_cost,
-        )
-    except ValidationError as exc:
-        raise InputError(validation_message(exc, _LABELS)) from exc
-
-
-def _build_request(args: argparse.Namespace, profiles: Any, brief: str) -> ProposalRequest:
-    try:
-        return ProposalRequest(
-            brief=brief,
-            countries=args.countries,
-            profiles=profiles,
-            variables=_pairs(args.var, "--var"),
-            options=_options(args),
-        )
-    except ValidationError as exc:
-        raise InputError(validation_message(exc, _LABELS)) from exc
-
-
-def _inline_profile(raw: str) -> Profile:
-    """``--profile 'NAME: DESCRIPTION'`` as a profile, or one line saying what is wrong."""
-    name, _, desc = raw.partition(":")
-    try:
-        return Profile(name=name.strip(), description=desc.strip())
-    except ValidationError as exc:
-        if not name.strip():
-            raise InputError(
-                f"--profile {raw!r}: the profile needs a name before ':', "
-                "e.g. 'young savers: 18-30, smartphone-first'"
-            ) from exc
-        raise InputError(f"--profile {raw!r}: {validation_message(exc)}") from exc
-
-
 # Calls and tokens per lens item in the reference-shaped run (bench/full_scale.py: 720 lens
 # items, 265 calls, ~1.02M tokens); a rough guide to what a run will take, said before it starts.
+# ``proposals plan`` works the figures out exactly, but it retrieves everything a run
+# retrieves (seconds on a large request), so generate does not pay for it before every run.
 _CALLS_PER_ITEM = 265 / 720
 _TOKENS_PER_ITEM = 1_022_000 / 720
 
@@ -235,7 +123,7 @@ def _check_scale(request: ProposalRequest, settings: Settings, *, yes: bool) -> 
     )
     limit = settings.confirm_lens_items
     if items <= limit:
-        print(f"plan: {figure}", file=sys.stderr)
+        print(f"plan: {figure} (rough; 'proposals plan' works it out per node)", file=sys.stderr)
         return
     if yes:
         print(f"plan: {figure} (above {limit:,}, started with --yes)", file=sys.stderr)
@@ -249,21 +137,6 @@ def _check_scale(request: ProposalRequest, settings: Settings, *, yes: bool) -> 
         f"this run would be {figure}, above PROPOSALS_CONFIRM_LENS_ITEMS={limit:,}; "
         "add --yes to start it, or fewer profiles, countries or --themes"
     )
-
-
-def _check_output(path: Path | None, flag: str) -> None:
-    """Fail in one line, before any work, if ``path`` cannot be written as a file."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise InputError(f"{flag} {path}: is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{flag} {path}: folder {parent} does not exist")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"{flag} {path}: the file is not writable")
-    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: cannot create a file in {parent}")
 
 
 def _check_out_dir(path: Path) -> None:
@@ -283,23 +156,14 @@ def _check_out_dir(path: Path) -> None:
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     request = None
-    _check_output(args.out, "--out")
-    _check_output(args.json_out, "--json")
+    check_output(args.out, "--out")
+    check_output(args.json_out, "--json")
     if args.out is not None and args.json_out is not None and args.out == args.json_out:
         raise InputError("--out and --json name the same file")
     if args.resume and args.rerun:
         raise InputError("give --resume or --rerun, not both")
     if not args.resume and not args.rerun:
-        if not args.brief or not args.countries:
-            raise InputError("--brief and --countries are required (or --resume / --rerun RUN_ID)")
-        profiles: Any = load_profiles(args.profiles) if args.profiles else []
-        for raw in args.profile:
-            if isinstance(profiles, dict):
-                raise InputError("--profile cannot be mixed with per-country profiles")
-            profiles.append(_inline_profile(raw))
-        if not profiles:
-            raise InputError("give profiles with --profiles FILE or --profile 'name: description'")
-        request = _build_request(args, profiles, args.brief)
+        request = request_from_args(args, "(or --resume / --rerun RUN_ID)")
         _check_scale(request, settings, yes=args.yes)
     if args.server:
         from ._remote import generate_remote
@@ -331,7 +195,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
             Profile(name="rural smallholder families", description="seasonal income, agents"),
         ]
     )
-    request = _build_request(args, profiles, _DEMO_BRIEF)
+    request = build_request(args, profiles, _DEMO_BRIEF)
     started = time.monotonic()
     embedder = embedder_from_settings(settings)
     # One database for ingest and run: the embedded server is not stopped in between.

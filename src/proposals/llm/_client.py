@@ -18,8 +18,11 @@ from ._errors import ProviderUnreachable
 __all__ = ["build_clients", "check_connection"]
 
 
-def build_clients(config: GatewayConfig) -> tuple[httpx2.AsyncClient, openai.AsyncOpenAI]:
-    """The pooled HTTP client and the SDK client on top of it."""
+def build_clients(
+    config: GatewayConfig, transport: httpx2.AsyncBaseTransport | None = None
+) -> tuple[httpx2.AsyncClient, openai.AsyncOpenAI]:
+    """The pooled HTTP client and the SDK client on top of it; ``transport`` replaces the
+    network (the simulator answering in process, for plans)."""
     pool = config.concurrency_max + config.pool_margin
     timeout = httpx2.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
     http = httpx2.AsyncClient(
@@ -29,6 +32,7 @@ def build_clients(config: GatewayConfig) -> tuple[httpx2.AsyncClient, openai.Asy
         ),
         timeout=timeout,
         follow_redirects=True,
+        transport=transport,
     )
     return http, _make_client(config, http, timeout)
 

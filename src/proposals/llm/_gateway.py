@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar, overload
 
+import httpx2
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import ProposalsError
@@ -103,7 +104,8 @@ class LLMGateway:
     """One gateway per endpoint per process; every LLM call of every run goes through it.
 
     ``async with LLMGateway(config, cache=ResponseCache(db)) as gw: ...`` closes the HTTP
-    client on exit. See :meth:`complete`.
+    client on exit. See :meth:`complete`. ``transport`` replaces the network (a plan replays
+    a run on the simulator's in-process transport).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class LLMGateway:
         read_cache: bool = True,
         rng: random.Random | None = None,
         shared: SharedBudget | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         if shared is not None:
             # No idle connections kept: a process's connections are then exactly its calls in
@@ -124,7 +127,7 @@ class LLMGateway:
         self.config = config
         # read_cache False: every call goes to the provider (answers are still stored).
         self._cache = SafeCache(cache, read=read_cache, log_usage=log_usage)
-        self._http, self._client = build_clients(config)
+        self._http, self._client = build_clients(config, transport)
         self._limiter: AdaptiveLimiter | SharedLimiter = AdaptiveLimiter(
             minimum=config.concurrency_min,
             maximum=config.concurrency_max,

@@ -8,6 +8,7 @@ the window). Runs are started by
 """
 
 from ._context import NullReporter, PipelineContext, Reporter
+from ._flow import CallFlow, FlowWork
 from ._graph import PipelineState, build_graph
 from ._models import (
     LENSES,
@@ -35,9 +36,11 @@ __all__ = [
     "LENSES",
     "NODES",
     "PROMPT_NAMES",
+    "CallFlow",
     "Citation",
     "FailedItem",
     "Finding",
+    "FlowWork",
     "Lens",
     "NullReporter",
     "PipelineContext",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..observe import RunTrace
 from ..tokens import estimate_prompt_tokens
+from ._flow import CallFlow
 from ._models import FailedItem, Proposal, ProposalRequest
 from ._prompts import Prompts
 from ._schedule import RunSchedule
@@ -91,9 +92,11 @@ class PipelineContext:
     trace: RunTrace = field(default_factory=RunTrace)
     """The run's node spans (no-op without an OpenTelemetry SDK)."""
     schedule: RunSchedule = field(default_factory=RunSchedule)
+    """Planning turns and progress of the pipelined lens and synthesis work."""
     sizes: OutputSizer = field(default_factory=OutputSizer)
     """Expected answer lengths per node, learned from the run's answers."""
-    """Planning turns and progress of the pipelined lens and synthesis work."""
+    flow: CallFlow | None = None
+    """Records which calls each call waited for; set by plans, None in runs."""
 
     def model_for(self, node: str) -> str:
         """The model a node uses: the request's choice, else the default."""

@@ -2,7 +2,8 @@
 fan out (a lens's batches, synthesis per pair) one ``batch`` span per graph task under it.
 
 The LLM call spans the gateway opens inside a task become that task's children. With no
-OpenTelemetry SDK installed every span here is a no-op.
+OpenTelemetry SDK installed every span here is a no-op. When a plan replays the graph
+(``PipelineContext.flow`` set), each task is also recorded in the call flow with its step.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from ..observe import batch_span
@@ -29,6 +31,14 @@ def traced(name: str, fn: Node) -> Node:
     """``fn`` (a node taking ``(state, runtime)``) inside its node's span."""
 
     async def node(state: Any, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        if ctx.flow is not None:
+            step = int(get_config().get("metadata", {}).get("langgraph_step", 0))
+            with ctx.flow.task(name, step):
+                return await spanned(state, runtime)
+        return await spanned(state, runtime)
+
+    async def spanned(state: Any, runtime: Runtime[PipelineContext]) -> dict[str, Any]:
         ctx = runtime.context
         rt = ctx.trace
         rt.run_id = ctx.run_id

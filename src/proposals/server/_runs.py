@@ -1,6 +1,6 @@
-"""Runs of the caller's tenant: create (202 + Location at once), list, read, cancel, the
-proposals of an ended run (JSON, or Markdown with ``Accept: text/markdown``), and the timeline
-and accounting of its LLM calls."""
+"""Runs of the caller's tenant: plan (what a run would take, without calling the LLM), create
+(202 + Location at once), list, read, cancel, the proposals of an ended run (JSON, or Markdown
+with ``Accept: text/markdown``), and the timeline and accounting of its LLM calls."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from ..errors import NotFound
 from ..llm import UsageTotals
 from ..observe import Timeline
 from ..pipeline import ProposalRequest, ProposalResult, RunStatus, render_markdown
+from ..planning import Plan, make_plan
 from ..runs import RunManager, RunRecord, timeline_of, usage_by
 from ._auth import Tenant
+from ._errors import checked_field
 from ._state import state_of
 
 __all__ = ["router"]
@@ -62,6 +64,37 @@ async def create_run(request: Request, tenant: Tenant, body: ProposalRequest) ->
         status_code=202,
         headers={"Location": f"/v1/runs/{record.id}"},
     )
+
+
+@router.post("/runs/plan", responses={422: {}})
+async def plan_run(
+    request: Request,
+    tenant: Tenant,
+    body: ProposalRequest,
+    sim_profile: str | None = None,
+    time_scale: Annotated[float | None, Query(gt=0, le=10)] = None,
+) -> Plan:
+    """What a run of this request (the body of ``POST /v1/runs``) would take, worked out
+    without calling the LLM: calls, input and output tokens, cost and wall time per node,
+    which figures are estimates and from what, and budget warnings. Retrieval runs on the
+    tenant's documents exactly as the run's would. ``sim_profile`` (and ``time_scale``)
+    plan for a named simulator profile instead of the server's provider."""
+    state = state_of(request)
+    if sim_profile is not None:
+        checked_field("query", "sim_profile", sim_profile, _known_profile)
+    return await make_plan(
+        body,
+        state.settings,
+        store=state.store.for_tenant(tenant),
+        sim_profile=sim_profile,
+        time_scale=time_scale,
+    )
+
+
+def _known_profile(name: str) -> str:
+    from ..simulator import get_profile
+
+    return get_profile(name).name
 
 
 @router.get("/runs")

@@ -14,7 +14,8 @@ async with run_simulator("tier1", rpm=600) as sim:
 ```
 """
 
-from ._limits import REJECT_CAUSES
+from ._inprocess import InProcessProvider
+from ._limits import REJECT_CAUSES, RateLimiter
 from ._profiles import PROFILES, SimulatorProfile, get_profile
 from ._runner import SimulatorProcess, banner, run_simulator, serve_forever, serve_in_thread
 from ._server import Simulator
@@ -22,6 +23,8 @@ from ._server import Simulator
 __all__ = [
     "PROFILES",
     "REJECT_CAUSES",
+    "InProcessProvider",
+    "RateLimiter",
     "Simulator",
     "SimulatorProcess",
     "SimulatorProfile",

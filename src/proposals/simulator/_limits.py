@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +38,12 @@ class _Bucket:
 
     __slots__ = ("capacity", "level", "limit", "rate", "stamp")
 
-    def __init__(self, limit: int, window_s: float, burst_fraction: float) -> None:
+    def __init__(self, limit: int, window_s: float, burst_fraction: float, now: float) -> None:
         self.limit = limit
         self.rate = limit / window_s
         self.capacity = max(1.0, limit * burst_fraction)
         self.level = self.capacity
-        self.stamp = time.monotonic()
+        self.stamp = now
 
     def refill(self, now: float) -> None:
         self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
@@ -64,16 +65,24 @@ class RateLimiter:
     """Requests-per-minute and tokens-per-minute buckets over a scaled minute."""
 
     def __init__(
-        self, rpm: int | None, tpm: int | None, *, time_scale: float, burst_s: float
+        self,
+        rpm: int | None,
+        tpm: int | None,
+        *,
+        time_scale: float,
+        burst_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         window = 60.0 * time_scale
         fraction = burst_s / 60.0
-        self.requests = _Bucket(rpm, window, fraction) if rpm else None
-        self.tokens = _Bucket(tpm, window, fraction) if tpm else None
+        self._clock = clock
+        now = clock()
+        self.requests = _Bucket(rpm, window, fraction, now) if rpm else None
+        self.tokens = _Bucket(tpm, window, fraction, now) if tpm else None
 
     def try_acquire(self, tokens: int) -> tuple[str | None, float]:
         """Take one request and ``tokens``; or return the cause and wall seconds to wait."""
-        now = time.monotonic()
+        now = self._clock()
         for bucket in (self.requests, self.tokens):
             if bucket is not None:
                 bucket.refill(now)
@@ -94,13 +103,13 @@ class RateLimiter:
     def charge_tokens(self, tokens: int) -> None:
         """Take tokens known only after admission (may leave the bucket in debt)."""
         if self.tokens is not None and tokens > 0:
-            self.tokens.refill(time.monotonic())
+            self.tokens.refill(self._clock())
             self.tokens.level -= tokens
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The ``x-ratelimit-*`` headers describing the current state."""
         out: list[tuple[bytes, bytes]] = []
-        now = time.monotonic()
+        now = self._clock()
         for suffix, bucket in (("requests", self.requests), ("tokens", self.tokens)):
             if bucket is None:
                 continue

@@ -13,14 +13,12 @@ import random
 import socket
 import struct
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import unquote
 
 import h11
 
-from ..tokens import count_tokens, estimate_prompt_tokens, truncate_to_tokens
-from ._generate import generate_content, material_for, request_key, request_rng
+from ._answer import Answerer, error_body, max_output
 from ._limits import RateLimiter, SimStats
 from ._profiles import SimulatorProfile
 
@@ -29,18 +27,9 @@ __all__ = ["Simulator"]
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
 _LABEL = (b"x-simulator", b"proposals")
-_OUTPUT_CACHE_SIZE = 2048
 _READ_SIZE = 65536
 _PIECE_WORDS = 4
 _MIN_SLEEP_S = 0.005
-
-
-def _error_body(
-    message: str, type_: str, *, param: str | None = None, code: str | None = None
-) -> bytes:
-    return json.dumps(
-        {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    ).encode()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -73,7 +62,7 @@ class Simulator:
         self._stats = SimStats()
         self._limiter = self._new_limiter()
         self._faults = random.Random(seed * 7919 + 17)
-        self._outputs: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
+        self._answers = Answerer(profile, seed)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._request_ids = itertools.count(1)
@@ -258,7 +247,7 @@ class Simulator:
                     conn,
                     writer,
                     500,
-                    _error_body(f"simulator internal error: {exc!r}", "simulator_error"),
+                    error_body(f"simulator internal error: {exc!r}", "simulator_error"),
                 )
             finally:
                 self._stats.in_flight -= 1
@@ -279,7 +268,7 @@ class Simulator:
     async def _not_found(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, path: str
     ) -> None:
-        body = _error_body(f"Invalid URL ({path}) on the simulator", "invalid_request_error")
+        body = error_body(f"Invalid URL ({path}) on the simulator", "invalid_request_error")
         await self._send(conn, writer, 404, body, count=False)
 
     def _models_body(self) -> bytes:
@@ -312,41 +301,17 @@ class Simulator:
                 conn,
                 writer,
                 400,
-                _error_body(
+                error_body(
                     f"Invalid request body: {exc}", "invalid_request_error", param="messages"
                 ),
             )
         model = deployment or str(body.get("model") or profile.models[0])
-        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        max_out = int(max_out) if isinstance(max_out, int | float) and max_out > 0 else None
-        p_tokens = estimate_prompt_tokens(messages)
-
-        window = profile.window_for(model)
-        if p_tokens + (max_out or 0) > window:
+        max_out = max_output(body)
+        p_tokens = self._answers.prompt_tokens(messages)
+        overflow = self._answers.overflow(model, p_tokens, max_out)
+        if overflow is not None:
             stats.rejects["context_length"] += 1
-            if max_out:
-                detail = (
-                    f"However, you requested {p_tokens + max_out} tokens ({p_tokens} in "
-                    f"the messages, {max_out} in the completion). Please reduce the "
-                    "length of the messages or completion."
-                )
-            else:
-                detail = (
-                    f"However, your messages resulted in {p_tokens} tokens. Please "
-                    "reduce the length of the messages."
-                )
-            message = f"This model's maximum context length is {window} tokens. {detail}"
-            return await self._send(
-                conn,
-                writer,
-                400,
-                _error_body(
-                    message,
-                    "invalid_request_error",
-                    param="messages",
-                    code="context_length_exceeded",
-                ),
-            )
+            return await self._send(conn, writer, 400, overflow)
 
         cause, wait = self._limiter.try_acquire(p_tokens + (max_out or 0))
         if cause is not None:
@@ -366,7 +331,7 @@ class Simulator:
                     else "The engine is currently overloaded, please try again later. "
                     "(simulated fault)"
                 )
-                return await self._send(conn, writer, status, _error_body(text, "server_error"))
+                return await self._send(conn, writer, status, error_body(text, "server_error"))
             roll -= rate
         reset_now = roll < profile.fault_reset
         roll -= profile.fault_reset
@@ -375,35 +340,13 @@ class Simulator:
             await self._stall(reader, writer)
             raise _Closed
 
-        key = request_key(body, self.seed)
-        content, full_tokens = self._output(key, body, messages)
-        finish = "stop"
-        c_tokens = full_tokens
-        if max_out is not None and full_tokens > max_out:
-            content = truncate_to_tokens(content, max_out)
-            c_tokens = count_tokens(content)
-            finish = "length"
+        answer = self._answers.answer(body, messages, p_tokens, max_out)
+        content, finish, c_tokens = answer.content, answer.finish, answer.completion_tokens
         if max_out is None:
             self._limiter.charge_tokens(c_tokens)
             stats.charged_tokens += c_tokens
-        usage = {
-            "prompt_tokens": p_tokens,
-            "completion_tokens": c_tokens,
-            "total_tokens": p_tokens + c_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        }
-        meta = {
-            "id": f"chatcmpl-sim{key.hex()[:24]}",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "fp_proposals_simulator",
-        }
+        usage = answer.usage()
+        meta = answer.meta(model)
         if body.get("stream"):
             options = body.get("stream_options") or {}
             await self._stream(
@@ -418,25 +361,7 @@ class Simulator:
             )
             stats.streamed += 1
         else:
-            result = {
-                **meta,
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": content,
-                            "refusal": None,
-                            "annotations": [],
-                        },
-                        "logprobs": None,
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": usage,
-                "service_tier": "default",
-            }
+            result = answer.completion(model)
             await asyncio.sleep(profile.latency_s(c_tokens))
             payload = json.dumps(result, ensure_ascii=False).encode()
             if reset_now:
@@ -445,30 +370,6 @@ class Simulator:
         stats.completed += 1
         stats.prompt_tokens += p_tokens
         stats.completion_tokens += c_tokens
-
-    def _output(
-        self, key: bytes, body: dict[str, Any], messages: list[dict[str, Any]]
-    ) -> tuple[str, int]:
-        """The full (untruncated) answer and its token count, cached for retries."""
-        hit = self._outputs.get(key)
-        if hit is not None:
-            self._outputs.move_to_end(key)
-            return hit
-        p = self.profile
-        content = generate_content(
-            body,
-            material_for(messages),
-            request_rng(key),
-            list_mean=p.list_mean,
-            nested_list_mean=p.nested_list_mean,
-            citations_mean=p.citations_mean,
-            text_sentences=p.text_sentences,
-        )
-        result = (content, count_tokens(content))
-        self._outputs[key] = result
-        if len(self._outputs) > _OUTPUT_CACHE_SIZE:
-            self._outputs.popitem(last=False)
-        return result
 
     async def _rate_limited(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, cause: str, wait: float
@@ -488,7 +389,7 @@ class Simulator:
             (b"retry-after", str(max(1, math.ceil(wait))).encode()),
         ]
         await self._send(
-            conn, writer, 429, _error_body(message, kind, code="rate_limit_exceeded"), headers
+            conn, writer, 429, error_body(message, kind, code="rate_limit_exceeded"), headers
         )
 
     async def _stall(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
