@@ -80,7 +80,7 @@ async def test_run_followed_through_a_proxy_that_cuts_every_request(
 ) -> None:
     # A provider slow enough that the run outlasts many 2 s windows.
     settings = corpus_settings.model_copy(
-        update={"simulator_profile": "tier1", "simulator_time_scale": 0.1, "llm_timeout_s": 60}
+        update={"simulator_profile": "tier1", "simulator_time_scale": 0.3, "llm_timeout_s": 60}
     )
     request = ProposalRequest(
         brief="savings products for households",
