@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
-from ..db import Database
+from ..db import Database, discard_pipelined
 from ..embeddings import Embedder, embedder_from_settings
 from ..errors import DatabaseError
 from ..llm import GatewayConfig, LLMGateway, ResponseCache, SharedBudget, share_settings
@@ -143,6 +143,7 @@ async def _checkpointer(stack: contextlib.AsyncExitStack, url: str) -> AsyncPost
         max_size=4,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        reset=discard_pipelined,  # LangGraph writes in pipelines; see there
         name="proposals-checkpoints",
     )
     try:
