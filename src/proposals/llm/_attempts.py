@@ -98,18 +98,18 @@ class AttemptLoop:
                     )
                 completion = reply_from(raw)
             except (openai.OpenAIError, TimeoutError) as exc:
-                self._limiter.release()
+                self._limiter.release(ticket)
                 failure = classify(exc)
                 assert failure is not None
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
                     raise _translate(failure, attempt) from exc
             except BaseException:
-                self._limiter.release()
+                self._limiter.release(ticket)
                 raise
             else:
                 self._limiter.on_success(ticket)
-                self._limiter.release()
+                self._limiter.release(ticket)
                 self._rate.observe(raw.headers)
                 available = self._rate.available(rate_estimate)
                 if available is not None:
@@ -131,7 +131,7 @@ class AttemptLoop:
             if not self._rate.stale(permit):
                 return ticket
             # Admitted before any limit was known; limits are known now: queue for budget.
-            self._limiter.release()
+            self._limiter.release(ticket)
 
     def _on_failure(self, failure: Failure, ticket: LimiterTicket, attempt: int) -> float | None:
         """Feed a failed attempt to the limiter and budgets; seconds to wait, or None (final)."""

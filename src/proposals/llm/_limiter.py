@@ -89,7 +89,9 @@ class AdaptiveLimiter:
         self._ceiling: int | None = None
         self._in_flight = 0
         self._peak = 0
-        self._peak_since_cut = 0
+        self._peak_settled = 0
+        self._by_generation: collections.Counter[int] = collections.Counter()
+        """Calls in flight by the generation they were admitted in."""
         self._generation = 0
         self._last_cut_at = -math.inf
         self._waiters: collections.deque[asyncio.Future[LimiterTicket]] = collections.deque()
@@ -117,11 +119,13 @@ class AdaptiveLimiter:
 
     @property
     def peak_since_first_cut(self) -> int:
-        """Most calls in flight when a call was admitted after the first cut (0 before any).
+        """Most calls in flight when a call was admitted after the first cut episode (0 before).
 
-        Calls admitted before a cut drain by themselves; this is the concurrency the limiter
-        chose once it had learned the provider pushes back."""
-        return self._peak_since_cut if self._generation else 0
+        An admission counts once no call admitted before the latest cut is still in flight:
+        those drain by themselves (their answers, or more push-back, still arriving), and
+        counting them would measure the episode, not the concurrency the limiter chose once
+        it had learned the provider pushes back."""
+        return self._peak_settled
 
     @property
     def cuts(self) -> int:
@@ -140,11 +144,18 @@ class AdaptiveLimiter:
     # --- admission --------------------------------------------------------------------------
     def _admit(self) -> LimiterTicket:
         self._in_flight += 1
+        self._by_generation[self._generation] += 1
         saturated = bool(self._waiters) or self._in_flight >= self._limit / 2
         self._peak = max(self._peak, self._in_flight)
-        if self._generation:
-            self._peak_since_cut = max(self._peak_since_cut, self._in_flight)
+        if self._generation and min(self._by_generation) >= self._generation:
+            self._peak_settled = max(self._peak_settled, self._in_flight)
         return LimiterTicket(self._generation, self._in_flight, saturated, self._clock())
+
+    def _forget(self, ticket: LimiterTicket) -> None:
+        self._in_flight -= 1
+        self._by_generation[ticket.generation] -= 1
+        if not self._by_generation[ticket.generation]:
+            del self._by_generation[ticket.generation]
 
     def _wake(self) -> None:
         while self._waiters and self._in_flight < self.limit:
@@ -163,16 +174,17 @@ class AdaptiveLimiter:
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 # Granted at the moment we were cancelled: hand the slot on.
-                self._in_flight -= 1
+                self._forget(fut.result())
                 self._wake()
             else:
                 with suppress(ValueError):
                     self._waiters.remove(fut)
             raise
 
-    def release(self) -> None:
-        """Give a slot back (without feedback; see :meth:`on_success`/:meth:`on_overload`)."""
-        self._in_flight -= 1
+    def release(self, ticket: LimiterTicket) -> None:
+        """Give the slot of ``ticket`` back (without feedback; see :meth:`on_success` and
+        :meth:`on_overload`)."""
+        self._forget(ticket)
         self._wake()
 
     # --- feedback ---------------------------------------------------------------------------
@@ -231,5 +243,4 @@ class AdaptiveLimiter:
         self._limit = max(float(self.minimum), self._limit * self.decrease_factor)
         self._generation += 1
         self._last_cut_at = now
-        self._peak_since_cut = 0
         return True
