@@ -145,7 +145,9 @@ class SharedBudget:
         self.rate = rate
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots = 0
-        """Calls this process may have in flight (its grant)."""
+        """Slots recorded as this process's: its share, and above it calls still in flight."""
+        self.share = 0
+        """Calls this process may admit now (at most its grant)."""
         self.fraction = 0.0
         """Its part of the endpoint's rate limits."""
         self.generation = 0
@@ -246,7 +248,10 @@ class SharedBudget:
             # Rounded up: the last process to renew gets what is left, so no slot goes unused.
             fair = math.ceil(concurrency * fraction - 1e-9)
             free = max(0, math.floor(concurrency) - held_by_others)
-            slots = max(min(fair, free), min(in_flight, self.slots))
+            share = min(fair, free)
+            # Calls in flight above the share keep their slots (nobody else may take them),
+            # but their slots are not admitted again: they are given back as the calls end.
+            slots = max(share, min(in_flight, self.slots))
             await conn.execute(
                 "INSERT INTO provider_shares (endpoint, holder, slots, fraction, weight,"
                 " in_flight, expires_at) VALUES (%s, %s, %s, %s, %s, %s,"
@@ -267,11 +272,12 @@ class SharedBudget:
         self.others_in_flight = sum(r[2] for r in others)
         self.others_slots = sum(r[0] for r in others)
         self.slots = slots
+        self.share = share
         self.fraction = fraction
         self.heartbeats += 1
         if self.rate is not None:
             self.rate.set_share(fraction)
-        self.limiter.set_grant(slots, generation, ceiling)
+        self.limiter.set_grant(share, generation, ceiling)
 
     def _grow(self, concurrency: float, ceiling: int | None, generation: int, n: int) -> float:
         s = self.settings
@@ -298,8 +304,9 @@ class SharedBudget:
             held = max(0, ticket.position - 1) + max(self.others_in_flight, self.others_slots)
         cut = math.floor(self.slots * self.settings.decrease_factor)
         self.slots = max(min(self.settings.minimum, self.slots), cut)
+        self.share = min(self.share, self.slots)
         self.generation += 1  # later failures of calls admitted before this are the same episode
-        self.limiter.set_grant(self.slots, self.generation, self.ceiling)
+        self.limiter.set_grant(self.share, self.generation, self.ceiling)
         task = asyncio.get_running_loop().create_task(self._cut(ticket.generation, held))
         self._cuts.add(task)
         task.add_done_callback(self._cuts.discard)
