@@ -4,6 +4,7 @@ with the local embedder and with the OpenAI one (against a loopback /v1/embeddin
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from proposals.config import Settings
 from proposals.db import Database
 from proposals.embeddings import embedder_from_settings
 from proposals.ingest import IngestProgress, RayOptions, ingest, ingest_on_ray
+from proposals.simulator import SimulatorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +142,60 @@ async def test_ray_ingest_with_the_openai_embedder(
     local_docs, local_chunks, local_vectors = await _stored(database)
     assert (local_docs, local_chunks) == (docs, chunks)
     np.testing.assert_allclose(vectors, local_vectors, atol=1e-6)
+
+
+async def test_ray_actors_embed_within_one_shared_budget(
+    ray_cluster: Any, settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    """Two actors embedding through the simulator with the shared budget on: each holds a lease
+    of its own, the grants never add up to more than the endpoint's limit (6), the simulator
+    (connection cap 8, 600 RPM) never sees more connections than that, and nothing fails."""
+    root = _mixed_folder(tmp_path)
+    limit, cap = 6, 8
+    polls: list[list[tuple[Any, ...]]] = []
+
+    async def watch() -> None:
+        while True:
+            async with database.pool.connection() as conn:
+                cur = await conn.execute("SELECT holder, slots, in_flight FROM provider_shares")
+                polls.append(await cur.fetchall())
+            await asyncio.sleep(0.05)
+
+    with SimulatorProcess("shared-quota", time_scale=0.25, max_connections=cap) as sim:
+        remote = settings.model_copy(
+            update={
+                "embedding_provider": "openai",
+                "embedding_model": "sim-embedding",
+                "openai_base_url": sim.base_url,
+                "openai_api_key": "simulator",
+                "chunk_tokens": 64,  # many small chunks: ~100 requests
+                "chunk_overlap": 8,
+                "embedding_batch_size": 1,  # 16 requests per batch of 16 chunks, sent at once
+                "shared_budget": True,
+                "shared_budget_lease_s": 3.0,
+                "llm_concurrency_start": 2,
+                "llm_concurrency_max": limit,
+            }
+        )
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(watch())
+            report = await ingest_on_ray(
+                [root],
+                settings=remote,
+                database=database,
+                options=RayOptions(actors=2, batch_size=16),
+            )
+            watcher.cancel()
+        stats = sim.stats()
+    assert sorted(Path(f.path).name for f in report.failed) == ["blank.md", "broken.pdf"]
+    assert report.chunks_written > 0 and len(report.added) > 0
+    holders = {row[0] for rows in polls for row in rows}
+    assert len(holders) >= 2, polls[-5:]  # one lease per actor
+    assert max(sum(row[1] for row in rows) for rows in polls) <= limit
+    assert max(sum(row[2] for row in rows) for rows in polls) <= limit
+    assert stats["embeddings"] >= report.chunks_written
+    assert stats["peak_connections"] <= cap and stats["rejects"]["connection_refused"] == 0
+    print(f"simulator: {stats}")
 
 
 def test_cli_ingest_on_ray_names_broken_files_and_shows_progress(

@@ -17,23 +17,25 @@ its chunks have their vectors; only documents in flight are held in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import pickle
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
-from ..embeddings import Embedder, embedder_from_settings
+from ..embeddings import Embedder, embedder_from_settings, open_embedder
 from ..errors import ConfigError, IngestError, ProviderError
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._model import IngestFailure, IngestReport
@@ -43,6 +45,7 @@ from ._stages import DocumentSink, PreparedFile, ProgressCallback, embedding_tex
 __all__ = ["RayOptions", "ingest_on_ray"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Passed from this process to the Ray workers it starts or joins: offline model loading and
 # quiet tokenizers, as the CLI sets them here.
@@ -145,14 +148,32 @@ def _row(key: str, n: int, i: int, text: str, payload: object) -> dict[str, Any]
     return {"key": key, "n": n, "i": i, "text": text, "payload": blob}
 
 
-class _EmbedActor:
-    """A Ray actor: the embedder loaded once, batches of chunk rows in, vectors out."""
+EmbedderOpener = Callable[[], contextlib.AbstractAsyncContextManager[Embedder]]
+"""Opens an embedder for an actor's life (``open_embedder`` with the settings, by default)."""
 
-    def __init__(self, factory: Callable[[], Embedder]) -> None:
-        self.embedder = factory()
-        # One loop for the actor's life: an HTTP client (the OpenAI embedder's) is bound to
-        # the loop it first ran on.
+
+def _opened(factory: Callable[[], Embedder]) -> contextlib.AbstractAsyncContextManager[Embedder]:
+    """An embedder from a plain factory, as an opener yields it."""
+    return contextlib.nullcontext(factory())
+
+
+class _EmbedActor:
+    """A Ray actor: the embedder loaded once, batches of chunk rows in, vectors out.
+
+    Its event loop runs in a thread of its own for the actor's life: an HTTP client is bound
+    to the loop it first ran on, and a shared budget's lease is renewed by a heartbeat task
+    that must keep running between batches (the actor dies: the lease expires).
+    """
+
+    def __init__(self, opener: EmbedderOpener) -> None:
         self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stack = contextlib.AsyncExitStack()
+        self.embedder: Embedder = self._wait(self.stack.enter_async_context(opener()))
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def __call__(self, batch: Any) -> Any:
         """``batch`` is a ``pyarrow.Table`` of rows; returns it with ``vector`` and ``error``
@@ -166,9 +187,7 @@ class _EmbedActor:
         errors = [""] * len(counts)
         if wanted:
             try:
-                matrix = self.loop.run_until_complete(
-                    self.embedder.embed([texts[j] for j in wanted])
-                )
+                matrix = self._wait(self.embedder.embed([texts[j] for j in wanted]))
             except ProviderError as exc:
                 for j in wanted:
                     errors[j] = f"embedding failed: {exc}"
@@ -206,8 +225,9 @@ async def ingest_on_ray(
     """:func:`proposals.ingest.ingest` with the work spread over a Ray cluster.
 
     Reading, parsing and splitting run as Ray tasks; embedding runs in ``options.actors``
-    actors, each built once with ``embedder_factory`` (default: the settings' embedder; it must
-    be picklable); this process writes each document in one transaction. Split sizes and the
+    actors, each built once with ``embedder_factory`` (default: the settings' embedder, in the
+    shared provider budget when that is on, one lease per actor; a factory must be
+    picklable); this process writes each document in one transaction. Split sizes and the
     file size limit come from ``settings``. Requires the ``ray`` extra.
     """
     ray = _import_ray()
@@ -217,24 +237,35 @@ async def ingest_on_ray(
     if country is not None:
         normalize_country(country)
     normalize_doc_type(doc_type)
-    factory = embedder_factory or functools.partial(embedder_from_settings, settings)
-    name = factory().name
+    name = (embedder_factory or functools.partial(embedder_from_settings, settings))().name
     started_here = _connect(ray, options)
     try:
         options = dataclasses.replace(options, actor_cpus=_actor_cpus(ray, options))
         if database is not None:
             return await _run(
-                ray, paths, settings, options, database, factory, name, country, doc_type,
-                prune, reset_index, progress, tenant,
+                ray, paths, settings, options, database, embedder_factory, name, country,
+                doc_type, prune, reset_index, progress, tenant,
             )  # fmt: skip
         async with await Database.open(settings) as db:
             return await _run(
-                ray, paths, settings, options, db, factory, name, country, doc_type,
-                prune, reset_index, progress, tenant,
+                ray, paths, settings, options, db, embedder_factory, name, country,
+                doc_type, prune, reset_index, progress, tenant,
             )  # fmt: skip
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _opener(
+    settings: Settings, database: Database, factory: Callable[[], Embedder] | None
+) -> EmbedderOpener:
+    """What each actor opens its embedder with: ``factory``'s embedder, or the settings' one
+    (in the shared provider budget when that is on: each actor then holds a lease of its own,
+    on this process's database, with a pool of its own)."""
+    if factory is not None:
+        return functools.partial(_opened, factory)
+    actor_settings = settings.model_copy(update={"database_url": database.url, "db_pool_max": 2})
+    return functools.partial(open_embedder, actor_settings)
 
 
 async def _run(
@@ -243,7 +274,7 @@ async def _run(
     settings: Settings,
     options: RayOptions,
     database: Database,
-    factory: Callable[[], Embedder],
+    factory: Callable[[], Embedder] | None,
     model_name: str,
     country: str | None,
     doc_type: str | None,
@@ -286,7 +317,7 @@ async def _run(
         )
         ds = ds.map_batches(
             _EmbedActor,
-            fn_constructor_args=(factory,),
+            fn_constructor_args=(_opener(settings, database, factory),),
             batch_size=options.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=options.actors),
