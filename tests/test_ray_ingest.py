@@ -5,11 +5,16 @@ with the local embedder and with the OpenAI one (against a loopback /v1/embeddin
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
 from _embedding_server import EmbeddingServer
@@ -223,3 +228,36 @@ def test_cli_ingest_on_ray_names_broken_files_and_shows_progress(
     assert main([*data, "ingest", str(root), "--ray", "auto", "--server", "http://x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ray and --server" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ("127.0.0.1:{port}", "connection refused"),
+        ("ray://127.0.0.1:{port}", "connection refused"),
+        ("head-node", "is not HOST:PORT"),
+    ],
+)
+def test_cli_unreachable_ray_address_fails_at_once_in_one_line(
+    form: str, said: str, tmp_path: Path, database_url: str
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = form.format(port=port)
+    env = {**os.environ, "PROPOSALS_DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "proposals", "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.run(
+        [*command, "ingest", str(CORPUS / "AR"), "--ray", address],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and address in lines[0] and said in lines[0], lines
+    with psycopg.connect(database_url) as conn:
+        table = conn.execute("SELECT to_regclass('documents')").fetchone()
+        stored = conn.execute("SELECT count(*) FROM documents").fetchone() if table[0] else (0,)
+    assert stored == (0,)

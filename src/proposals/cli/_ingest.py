@@ -113,7 +113,10 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     from ..db import Database
     from ..embeddings import open_embedder
-    from ..ingest import SUPPORTED_SUFFIXES, IngestProgress, ingest, source_files
+    from ..ingest import SUPPORTED_SUFFIXES, IngestProgress, check_ray_address, ingest, source_files
+
+    if args.ray is not None:
+        check_ray_address(args.ray)  # at once, before the database is opened
 
     files, missing, ignored = await asyncio.to_thread(source_files, args.paths)
     if not files and not missing and not args.prune and not args.reset_index:

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import pickle
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -42,7 +43,7 @@ from ._model import IngestFailure, IngestReport
 from ._pipeline import source_files
 from ._stages import DocumentSink, PreparedFile, ProgressCallback, embedding_text, prepare_file
 
-__all__ = ["RayOptions", "ingest_on_ray"]
+__all__ = ["RayOptions", "check_ray_address", "ingest_on_ray"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,9 @@ class RayOptions:
     one read task fit in the cluster's CPUs at once."""
     task_cpus: float = 0.5
     """CPUs Ray reserves for each read/parse/split task."""
+    connect_timeout_s: float = 5.0
+    """How long the cluster's address may take to accept a connection before the ingest
+    gives up (Ray itself would wait a minute or more)."""
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``ray.init`` arguments when this call starts or joins the cluster."""
 
@@ -96,12 +100,37 @@ def _connect(ray: Any, options: RayOptions) -> bool:
         **options.init_kwargs,
     }
     address = None if options.address == "auto" else options.address
+    check_ray_address(options.address, timeout_s=options.connect_timeout_s)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         where = options.address if address else "this machine"
         raise ConfigError(f"cannot join the Ray cluster at {where}: {exc}") from exc
     return True
+
+
+def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
+    """Raise :class:`ConfigError` (one line naming the address) unless a TCP connection opens
+    within ``timeout_s`` to the Ray cluster at ``address``: ``HOST:PORT`` (its GCS) or
+    ``ray://HOST:PORT`` (its Ray Client server); ``auto`` checks ``RAY_ADDRESS`` when set.
+    Ray itself waits a minute and more for a cluster that is not there."""
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if not target or target in ("auto", "local"):
+        return
+    where = target.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"Ray address {target!r} is not HOST:PORT or ray://HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or ("timed out" if isinstance(exc, TimeoutError) else str(exc))
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {target}: {str(reason).lower()} "
+            "(is 'ray start --head' running there? see docs/scale.md)"
+        ) from exc
 
 
 def _actor_cpus(ray: Any, options: RayOptions) -> float:
