@@ -193,6 +193,9 @@ async def test_ray_actors_embed_within_one_shared_budget(
             )
             watcher.cancel()
         stats = sim.stats()
+    async with database.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM provider_shares")
+        print(f"leases right after the ingest: {(await cur.fetchone())[0]}")
     assert sorted(Path(f.path).name for f in report.failed) == ["blank.md", "broken.pdf"]
     assert report.chunks_written > 0 and len(report.added) > 0
     holders = {row[0] for rows in polls for row in rows}
@@ -200,6 +203,19 @@ async def test_ray_actors_embed_within_one_shared_budget(
     assert max(sum(row[1] for row in rows) for rows in polls) <= limit
     assert max(sum(row[2] for row in rows) for rows in polls) <= limit
     assert stats["embeddings"] >= report.chunks_written
+    # The actors are gone with the ingest: none of their leases is live any more (deleted as
+    # the pool shut down, or expired).
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        async with database.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM provider_shares WHERE expires_at > now()"
+            )
+            live = (await cur.fetchone())[0]
+        if live == 0:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"{live} leases still live"
+        await asyncio.sleep(0.25)
     assert stats["peak_connections"] <= cap and stats["rejects"]["connection_refused"] == 0
     # Each actor paces at its share of the rate: a few 429s at most (measured: 2 of 82), where
     # two actors each spending the whole rate would have about half their requests refused.

@@ -204,6 +204,17 @@ class _EmbedActor:
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def __del__(self) -> None:
+        """Ray Data calls this when it shuts the pool down gracefully: the embedder is closed
+        (a shared budget's lease deleted, its share free at once) and the loop stopped. An
+        actor that is killed or crashes loses its lease when the lease expires instead."""
+        loop = getattr(self, "loop", None)
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.stack.aclose(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+
     def __call__(self, batch: Any) -> Any:
         """``batch`` is a ``pyarrow.Table`` of rows; returns it with ``vector`` and ``error``
         columns (and ``text`` emptied: nothing downstream needs it)."""
