@@ -65,7 +65,8 @@ async def open_embedder(
 
     require_endpoint(settings.openai_api_key, settings.openai_base_url)  # before any I/O
     config = embedding_gateway_config(settings)
-    if gateway is not None and gateway.config.endpoint == config.endpoint:
+    endpoint = share_settings(config).endpoint  # what identifies the quota (its URL)
+    if gateway is not None and share_settings(gateway.config).endpoint == endpoint:
         yield embedder_from_settings(settings, gateway=gateway)
         return
     async with contextlib.AsyncExitStack() as stack:
