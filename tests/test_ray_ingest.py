@@ -17,7 +17,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from _embedding_server import EmbeddingServer
+from _embedding_server import EmbeddingServer, remote_settings
 from conftest import CORPUS
 from proposals.cli import main
 from proposals.config import Settings
@@ -122,14 +122,8 @@ async def test_ray_ingest_with_the_openai_embedder(
 ) -> None:
     root = _mixed_folder(tmp_path)
     with EmbeddingServer() as server:
-        remote = settings.model_copy(
-            update={
-                "embedding_provider": "openai",
-                "embedding_model": "test-embedding",
-                "openai_base_url": server.base_url,
-                "openai_api_key": "sk-test",
-                "embedding_batch_size": 8,
-            }
+        remote = remote_settings(
+            settings, server.base_url, "test-embedding", embedding_batch_size=8
         )
         report = await ingest_on_ray(
             [root], settings=remote, database=database, options=RayOptions(batch_size=16)
@@ -168,20 +162,17 @@ async def test_ray_actors_embed_within_one_shared_budget(
             await asyncio.sleep(0.05)
 
     with SimulatorProcess("shared-quota", time_scale=0.25, max_connections=cap, rpm=60) as sim:
-        remote = settings.model_copy(
-            update={
-                "embedding_provider": "openai",
-                "embedding_model": "sim-embedding",
-                "openai_base_url": sim.base_url,
-                "openai_api_key": "simulator",
-                "chunk_tokens": 64,  # many small chunks: ~100 requests
-                "chunk_overlap": 8,
-                "embedding_batch_size": 1,  # 16 requests per batch of 16 chunks, sent at once
-                "shared_budget": True,
-                "shared_budget_lease_s": 3.0,
-                "llm_concurrency_start": 2,
-                "llm_concurrency_max": limit,
-            }
+        remote = remote_settings(
+            settings,
+            sim.base_url,
+            "sim-embedding",
+            chunk_tokens=64,  # many small chunks: ~100 requests
+            chunk_overlap=8,
+            embedding_batch_size=1,  # 16 requests per batch of 16 chunks, sent at once
+            shared_budget=True,
+            shared_budget_lease_s=3.0,
+            llm_concurrency_start=2,
+            llm_concurrency_max=limit,
         )
         async with asyncio.TaskGroup() as group:
             watcher = group.create_task(watch())

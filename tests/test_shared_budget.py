@@ -143,6 +143,7 @@ def test_three_processes_share_one_budget(
 async def test_open_embedder_takes_a_lease_or_shares_the_gateways(
     settings: Settings, database: Database
 ) -> None:
+    from _embedding_server import remote_settings
     from proposals.embeddings import open_embedder
     from proposals.llm import GatewayConfig, LLMGateway, SharedBudget, share_settings
     from proposals.simulator import run_simulator
@@ -153,15 +154,7 @@ async def test_open_embedder_takes_a_lease_or_shares_the_gateways(
             return await cur.fetchall()
 
     async with run_simulator("unlimited") as sim:
-        remote = settings.model_copy(
-            update={
-                "embedding_provider": "openai",
-                "embedding_model": "sim-embedding",
-                "openai_base_url": sim.base_url,
-                "openai_api_key": "simulator",
-                "shared_budget": True,
-            }
-        )
+        remote = remote_settings(settings, sim.base_url, "sim-embedding", shared_budget=True)
         # Alone: a gateway of its own, with a lease on the endpoint, deleted on exit.
         async with open_embedder(remote, database=database) as embedder:
             vectors = await embedder.embed(["household savings", "crop insurance"])
