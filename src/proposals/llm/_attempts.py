@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import openai
 
@@ -27,6 +27,8 @@ from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
 
 __all__ = ["AttemptLoop", "Attempts"]
+
+T = TypeVar("T")
 
 
 class Attempts:
@@ -76,12 +78,39 @@ class AttemptLoop:
         tally: Attempts,
         base: dict[str, Any],
     ) -> Reply:
-        """One logical request: the retry loop around HTTP attempts.
+        """One chat completion request, retried per the policy.
         ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
         rate_estimate = prompt_estimate + (max_tokens or 0)
         kwargs: dict[str, Any] = dict(params)
         if response_format is not None:
             kwargs["response_format"] = response_format
+
+        async def request() -> tuple[Any, Reply]:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=msgs,  # type: ignore[arg-type]
+                timeout=timeout_s,
+                **kwargs,
+            )
+            return raw.headers, reply_from(raw)
+
+        completion = await self.run(request, rate_estimate, timeout_s, tally, base)
+        charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
+        self._rate.correct(rate_estimate, charged)
+        return completion
+
+    async def run(
+        self,
+        request: Callable[[], Awaitable[tuple[Mapping[str, str], T]]],
+        rate_estimate: int,
+        timeout_s: float,
+        tally: Attempts,
+        base: dict[str, Any],
+    ) -> T:
+        """One logical request: ``request()`` (which sends it and returns the response's
+        headers and what the caller reads of it) under the rate budget (``rate_estimate``
+        tokens) and a concurrency slot, retried per the policy. The caller corrects the
+        token estimate (:meth:`RateBudget.correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
@@ -90,13 +119,7 @@ class AttemptLoop:
             self.http_requests += 1
             try:
                 async with asyncio.timeout(timeout_s):
-                    raw = await self._client.chat.completions.with_raw_response.create(
-                        model=model,
-                        messages=msgs,  # type: ignore[arg-type]
-                        timeout=timeout_s,
-                        **kwargs,
-                    )
-                completion = reply_from(raw)
+                    headers, value = await request()
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release()
                 failure = classify(exc)
@@ -110,15 +133,17 @@ class AttemptLoop:
             else:
                 self._limiter.on_success(ticket)
                 self._limiter.release()
-                self._rate.observe(raw.headers)
+                self._rate.observe(headers)
                 available = self._rate.available(rate_estimate)
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
-                charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
-                self._rate.correct(rate_estimate, charged)
-                return completion
+                return value
             self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
             await asyncio.sleep(wait)
+
+    def correct(self, estimate: int, charged: int) -> None:
+        """The provider charged ``charged`` tokens for a request taken at ``estimate``."""
+        self._rate.correct(estimate, charged)
 
     async def _admit(self, rate_estimate: int) -> LimiterTicket:
         """Take rate budget, then a concurrency slot; returns the slot's ticket."""
