@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -25,6 +27,7 @@ from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
+from ._stall import StallWatch
 
 __all__ = ["AttemptLoop", "Attempts"]
 
@@ -52,6 +55,7 @@ class AttemptLoop:
         policy: RetryPolicy,
         rng: random.Random,
         emit: Callable[[CallRetry], None],
+        stalls: StallWatch | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
@@ -59,6 +63,7 @@ class AttemptLoop:
         self._policy = policy
         self._rng = rng
         self._emit = emit
+        self._stalls = stalls or StallWatch(None)
         self.http_requests = 0
         """HTTP attempts sent (retries and repairs included)."""
         self.retries: Counter[str] = Counter()
@@ -82,18 +87,24 @@ class AttemptLoop:
         kwargs: dict[str, Any] = dict(params)
         if response_format is not None:
             kwargs["response_format"] = response_format
+        node = base.get("node")
         attempt = 0
         while True:
             attempt += 1
             ticket = await self._admit(rate_estimate)
             tally.count += 1
             self.http_requests += 1
+            # A first attempt may be given up early (see StallWatch); retries wait it all.
+            limit_s = (
+                timeout_s if attempt > 1 else self._stalls.deadline(node, max_tokens, timeout_s)
+            )
+            sent_at = time.monotonic()
             try:
-                async with asyncio.timeout(timeout_s):
+                async with asyncio.timeout(limit_s):
                     raw = await self._client.chat.completions.with_raw_response.create(
                         model=model,
                         messages=msgs,  # type: ignore[arg-type]
-                        timeout=timeout_s,
+                        timeout=limit_s,
                         **kwargs,
                     )
                 completion = reply_from(raw)
@@ -101,6 +112,8 @@ class AttemptLoop:
                 self._limiter.release()
                 failure = classify(exc)
                 assert failure is not None
+                if failure.reason == "timeout" and limit_s < timeout_s:
+                    failure = replace(failure, reason="stalled")
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
                     raise _translate(failure, attempt) from exc
@@ -114,6 +127,9 @@ class AttemptLoop:
                 available = self._rate.available(rate_estimate)
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
+                self._stalls.observe(
+                    node, time.monotonic() - sent_at, completion.completion_tokens or 0
+                )
                 charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
                 self._rate.correct(rate_estimate, charged)
                 return completion
