@@ -24,6 +24,7 @@ from ._models import SearchMode
 from ._schema import country_condition
 
 __all__ = [
+    "BATCH_REFS",
     "Plan",
     "Stats",
     "batch_statement",
@@ -208,39 +209,19 @@ def search_statement(
     return statement, args
 
 
+BATCH_REFS = (sql.SQL("b.q"), sql.SQL("b.vec"))
+"""The ``refs`` of a :func:`search_statement` that :func:`batch_statement` runs per query."""
+
+
 def batch_statement(
-    queries: list[str],
-    vectors: np.ndarray | None,
-    plan: Plan | None,
-    mode: SearchMode,
-    k: int,
-    fetch: int,
-    country: str | None,
-    types: list[str] | None,
-    tenant: str,
-    total: int = 0,
+    queries: list[str], vectors: np.ndarray | None, inner: sql.Composed, args: dict[str, Any]
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """Several searches under one filter as one statement: :func:`search_statement` run
-    ``LATERAL`` for each query (and its row of ``vectors``), so each gets the very rows it
-    would alone, planned once. Columns: the query's position (from 1), then the columns of
-    :func:`search_statement`; rows ordered by position, then as one search orders them."""
-    with_vectors = vectors is not None
-    refs = (sql.SQL("b.q"), sql.SQL("b.vec"))
-    inner, args = search_statement(
-        "",
-        vectors[0] if vectors is not None else None,
-        plan,
-        mode,
-        k,
-        fetch,
-        country,
-        types,
-        tenant,
-        total,
-        refs=refs,
-    )
-    del args["q"]
-    args.pop("vec", None)
+    """Several searches under one filter as one statement: ``inner`` (a
+    :func:`search_statement` built with :data:`BATCH_REFS`, and its ``args``) run ``LATERAL``
+    for each query and its row of ``vectors``, so each gets the very rows it would alone,
+    planned once. Columns: the query's position (from 1), then those of ``inner``; rows
+    ordered by position, then as one search orders them."""
+    args = {k: v for k, v in args.items() if k not in ("q", "vec")}
     args["qs"] = list(queries)
     if vectors is not None:
         args["vecs"] = list(vectors)
@@ -248,8 +229,8 @@ def batch_statement(
         "SELECT b.n, x.* FROM unnest(%(qs)s::text[]{}) WITH ORDINALITY AS b(q, {}n)"
         " CROSS JOIN LATERAL ({}) x ORDER BY 1, 3 DESC, 2"
     ).format(
-        sql.SQL(", %(vecs)s::vector[]" if with_vectors else ""),
-        sql.SQL("vec, " if with_vectors else ""),
+        sql.SQL(", %(vecs)s::vector[]" if vectors is not None else ""),
+        sql.SQL("vec, " if vectors is not None else ""),
         inner,
     )
     return statement, args

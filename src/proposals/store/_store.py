@@ -121,7 +121,11 @@ class Store:
                     st, args = _search.search_statement(queries[0], vector, plan, *common)
                     per_query = [await _search.run_search(conn, st, args, plan)]
                 else:
-                    st, args = _search.batch_statement(list(queries), vectors, plan, *common)
+                    first = vectors[0] if vectors is not None else None
+                    inner, args = _search.search_statement(
+                        "", first, plan, *common, refs=_search.BATCH_REFS
+                    )
+                    st, args = _search.batch_statement(list(queries), vectors, inner, args)
                     rows = await _search.run_search(conn, st, args, plan)
                     per_query = [
                         [r[1:] for r in rows if r[0] == n + 1] for n in range(len(queries))
