@@ -711,7 +711,7 @@ def test_stall_deadline_follows_the_answers_seen_per_node() -> None:
 
 async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline() -> None:
     """Once 20 answers of a node are known, a first attempt that hangs is given up after
-    twice their time (at least 1 s) and sent again, instead of after the 60 s deadline."""
+    twice their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
     async with (
         run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
         LLMGateway(_config(sim, timeout_s=60.0)) as gw,

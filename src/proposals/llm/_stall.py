@@ -28,7 +28,7 @@ class StallWatch:
         *,
         min_samples: int = 20,
         window: int = 200,
-        floor_s: float = 1.0,
+        floor_s: float = 2.0,
     ) -> None:
         self._factor = factor
         self._min = min_samples
