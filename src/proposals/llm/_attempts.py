@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import openai
@@ -25,6 +27,7 @@ from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
+from ._stall import StallWatch
 
 __all__ = ["AttemptLoop", "Attempts"]
 
@@ -54,6 +57,7 @@ class AttemptLoop:
         policy: RetryPolicy,
         rng: random.Random,
         emit: Callable[[CallRetry], None],
+        stalls: StallWatch | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
@@ -61,6 +65,7 @@ class AttemptLoop:
         self._policy = policy
         self._rng = rng
         self._emit = emit
+        self._stalls = stalls or StallWatch(None)
         self.http_requests = 0
         """HTTP attempts sent (retries and repairs included)."""
         self.retries: Counter[str] = Counter()
@@ -85,45 +90,58 @@ class AttemptLoop:
         if response_format is not None:
             kwargs["response_format"] = response_format
 
-        async def request() -> tuple[Any, Reply]:
+        node = base.get("node")
+
+        async def request(limit_s: float) -> tuple[Any, Reply]:
+            sent_at = time.monotonic()
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=model,
                 messages=msgs,  # type: ignore[arg-type]
-                timeout=timeout_s,
+                timeout=limit_s,
                 **kwargs,
             )
-            return raw.headers, reply_from(raw)
+            reply = reply_from(raw)
+            self._stalls.observe(node, time.monotonic() - sent_at, reply.completion_tokens or 0)
+            return raw.headers, reply
 
-        completion = await self.run(request, rate_estimate, timeout_s, tally, base)
+        # A first attempt may be given up early (see StallWatch); retries wait it all.
+        first_s = self._stalls.deadline(node, max_tokens, timeout_s)
+        completion = await self.run(request, rate_estimate, timeout_s, tally, base, first_s)
         charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
         self._rate.correct(rate_estimate, charged)
         return completion
 
     async def run(
         self,
-        request: Callable[[], Awaitable[tuple[Mapping[str, str], T]]],
+        request: Callable[[float], Awaitable[tuple[Mapping[str, str], T]]],
         rate_estimate: int,
         timeout_s: float,
         tally: Attempts,
         base: dict[str, Any],
+        first_timeout_s: float | None = None,
     ) -> T:
-        """One logical request: ``request()`` (which sends it and returns the response's
-        headers and what the caller reads of it) under the rate budget (``rate_estimate``
-        tokens) and a concurrency slot, retried per the policy. The caller corrects the
-        token estimate (:meth:`RateBudget.correct`) once it knows the charge."""
+        """One logical request: ``request(limit_s)`` (which sends it within ``limit_s`` and
+        returns the response's headers and what the caller reads of it) under the rate budget
+        (``rate_estimate`` tokens) and a concurrency slot, retried per the policy. The first
+        attempt may be given a shorter deadline (``first_timeout_s``: a stalled answer is sent
+        again); retries get ``timeout_s``. The caller corrects the token estimate
+        (:meth:`RateBudget.correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
             ticket = await self._admit(rate_estimate)
             tally.count += 1
             self.http_requests += 1
+            limit_s = timeout_s if attempt > 1 or first_timeout_s is None else first_timeout_s
             try:
-                async with asyncio.timeout(timeout_s):
-                    headers, value = await request()
+                async with asyncio.timeout(limit_s):
+                    headers, value = await request(limit_s)
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release()
                 failure = classify(exc)
                 assert failure is not None
+                if failure.reason == "timeout" and limit_s < timeout_s:
+                    failure = replace(failure, reason="stalled")
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
                     raise _translate(failure, attempt) from exc

@@ -47,12 +47,14 @@ async def send_embeddings(
     estimate = sum(count_tokens(t) for t in texts)
     extra: dict[str, Any] = {"dimensions": dimensions} if dimensions else {}
 
-    async def request() -> tuple[Mapping[str, str], tuple[list[list[float]], int | None]]:
+    async def request(
+        limit_s: float,
+    ) -> tuple[Mapping[str, str], tuple[list[list[float]], int | None]]:
         raw = await client.embeddings.with_raw_response.create(
             model=model,
             input=list(texts),
             encoding_format="float",
-            timeout=timeout_s,
+            timeout=limit_s,
             **extra,
         )
         return raw.headers, _read(raw.http_response.json(), len(texts))

@@ -37,6 +37,7 @@ from ._recorder import CallRecorder, Listener
 from ._retry import RetryPolicy
 from ._safecache import SafeCache
 from ._shared import SharedBudget, SharedLimiter
+from ._stall import StallWatch
 from ._usage import Budget, CallTags, PriceTable, Usage, UsageTotals
 
 __all__ = [
@@ -165,6 +166,7 @@ class LLMGateway:
             self._policy,
             rng or random.Random(),
             self._recorder.emit,
+            StallWatch(config.stall_factor),
         )
         self._ids = itertools.count(1)
         self._provider_name = (
