@@ -105,12 +105,13 @@ class AttemptLoop:
         rate_estimate: int,
         timeout_s: float,
         tally: Attempts,
-        base: dict[str, Any],
+        base: dict[str, Any] | None,
     ) -> T:
         """One logical request: ``request()`` (which sends it and returns the response's
         headers and what the caller reads of it) under the rate budget (``rate_estimate``
-        tokens) and a concurrency slot, retried per the policy. The caller corrects the
-        token estimate (:meth:`RateBudget.correct`) once it knows the charge."""
+        tokens) and a concurrency slot, retried per the policy. Each retry is announced as a
+        :class:`CallRetry` of the call ``base`` describes (``None``: not a call with events).
+        The caller corrects the token estimate (:meth:`correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
@@ -138,7 +139,8 @@ class AttemptLoop:
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
                 return value
-            self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
+            if base is not None:
+                self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
             await asyncio.sleep(wait)
 
     def correct(self, estimate: int, charged: int) -> None:
