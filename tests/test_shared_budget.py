@@ -211,3 +211,35 @@ async def test_open_embedder_takes_a_lease_or_shares_the_gateways(
             await embedder.embed(["household savings"])
             assert await leases() == []
         assert sim.stats()["embeddings"] == 3
+
+
+async def test_server_embeds_in_its_gateways_lease(settings: Settings, database: Database) -> None:
+    """``serve`` with the OpenAI embedder and the shared budget: an upload is embedded through
+    the run services' gateway, under the one lease the server process holds on the endpoint."""
+    import httpx
+
+    from _embedding_server import remote_settings
+    from _server import serve_in_thread as serve_app
+    from proposals.keys import ApiKeys
+    from proposals.server import ServerOptions
+    from proposals.simulator import serve_in_thread as serve_simulator
+
+    _, key = await ApiKeys(database).create("acme")
+    with serve_simulator("unlimited") as sim:
+        remote = remote_settings(settings, sim.base_url, "sim-embedding", shared_budget=True)
+        with serve_app(remote, ServerOptions(workers=0)) as live:
+            async with httpx.AsyncClient(
+                base_url=live.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as client:
+                up = await client.post(
+                    "/v1/documents",
+                    files={"files": ("savings.md", b"# Savings\n\nA pocket for households.\n")},
+                )
+                assert up.json()["files"][0]["status"] == "ingested", up.text
+                hits = await client.get("/v1/search", params={"q": "household savings"})
+                assert hits.json()["hits"], hits.text
+            async with database.pool.connection() as conn:
+                cur = await conn.execute("SELECT endpoint FROM provider_shares")
+                leases = await cur.fetchall()
+        assert leases == [(sim.base_url.rstrip("/"),)]
+        assert sim.stats()["embeddings"] >= 2

@@ -117,15 +117,16 @@ class AttemptLoop:
         rate_estimate: int,
         timeout_s: float,
         tally: Attempts,
-        base: dict[str, Any],
+        base: dict[str, Any] | None,
         first_timeout_s: float | None = None,
     ) -> T:
         """One logical request: ``request(limit_s)`` (which sends it within ``limit_s`` and
         returns the response's headers and what the caller reads of it) under the rate budget
         (``rate_estimate`` tokens) and a concurrency slot, retried per the policy. The first
         attempt may be given a shorter deadline (``first_timeout_s``: a stalled answer is sent
-        again); retries get ``timeout_s``. The caller corrects the token estimate
-        (:meth:`RateBudget.correct`) once it knows the charge."""
+        again); retries get ``timeout_s``. Each retry is announced as a :class:`CallRetry` of
+        the call ``base`` describes (``None``: not a call with events). The caller corrects the
+        token estimate (:meth:`correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
@@ -156,7 +157,8 @@ class AttemptLoop:
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
                 return value
-            self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
+            if base is not None:
+                self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
             await asyncio.sleep(wait)
 
     def correct(self, estimate: int, charged: int) -> None:

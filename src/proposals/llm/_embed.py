@@ -41,9 +41,9 @@ async def send_embeddings(
     model: str,
     dimensions: int | None,
     timeout_s: float,
-    base: dict[str, Any],
 ) -> Embeddings:
-    """Embed ``texts`` in one request (the caller batches), retried by ``attempts``."""
+    """Embed ``texts`` in one request (the caller batches), retried by ``attempts`` (no call
+    events: those describe chat calls of runs; retries are counted in the gateway's stats)."""
     estimate = sum(count_tokens(t) for t in texts)
     extra: dict[str, Any] = {"dimensions": dimensions} if dimensions else {}
 
@@ -60,7 +60,7 @@ async def send_embeddings(
         return raw.headers, _read(raw.http_response.json(), len(texts))
 
     tally = Attempts()
-    vectors, charged = await attempts.run(request, estimate, timeout_s, tally, base)
+    vectors, charged = await attempts.run(request, estimate, timeout_s, tally, None)
     tokens = estimate if charged is None else charged
     attempts.correct(estimate, tokens)
     return Embeddings(vectors, tokens, tally.count)

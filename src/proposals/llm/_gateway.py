@@ -280,12 +280,6 @@ class LLMGateway:
         if self._closed:
             raise ProposalsError("the LLM gateway is closed")
         tags = tags or CallTags()
-        base: dict[str, Any] = {
-            "call_id": next(self._ids),
-            "run_id": tags.run_id,
-            "node": tags.node,
-            "model": model,
-        }
         deadline = self.config.deadline_s
         try:
             async with asyncio.timeout(deadline):
@@ -296,7 +290,6 @@ class LLMGateway:
                     model=model,
                     dimensions=dimensions,
                     timeout_s=timeout_s or self.config.timeout_s,
-                    base=base,
                 )
         except TimeoutError as exc:
             raise RetriesExhausted(

@@ -46,12 +46,21 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        chosen = embedder or embedder_from_settings(settings)
+        # With the shared budget, the OpenAI embedder's requests go through the run services'
+        # gateway (one lease per process and endpoint): the services open it, at startup.
+        in_budget = (
+            embedder is None and settings.shared_budget and settings.embedding_provider == "openai"
+        )
+        chosen = embedder if embedder is not None or in_budget else embedder_from_settings(settings)
         service_options = {"embedder": chosen, **opts.service_options}
         async with contextlib.AsyncExitStack() as stack:
             manager = await RunManager.open(settings, **service_options)
             stack.push_async_callback(manager.close)
             database = manager.database
+            services = await manager.services() if in_budget else None
+            if chosen is None:
+                assert services is not None and services.store.embedder is not None
+                chosen = services.store.embedder
             state = ServerState(
                 settings=settings,
                 options=opts,
