@@ -486,13 +486,15 @@ def test_stall_deadline_follows_the_answers_seen_per_node() -> None:
     for i in range(19):
         watch.observe("lens", 1.0 + i / 100, 100)
     assert watch.deadline("lens", 100, 60.0) == 60.0  # too few answers yet
+    assert watch.deadline("synthesize", 100, 60.0) == 60.0
     watch.observe("lens", 1.5, 100)
     assert watch.deadline("lens", 100, 60.0) == pytest.approx(3.0)  # 2 x the slowest of 20
     # Asking for twice the tokens of those answers: their times scaled up first.
     assert watch.deadline("lens", 200, 60.0) == pytest.approx(6.0)
     assert watch.deadline("lens", 50, 60.0) == pytest.approx(3.0)  # never scaled down
     assert watch.deadline("lens", 100, 2.0) == 2.0  # never beyond the configured deadline
-    assert watch.deadline("synthesize", 100, 60.0) == 60.0  # another node: nothing known
+    # A node with fewer answers of its own: every node's answers, scaled to its max_tokens.
+    assert watch.deadline("synthesize", 300, 60.0) == pytest.approx(9.0)
     for _ in range(20):
         watch.observe("analyze", 0.01, 10)
     assert watch.deadline("analyze", 10, 60.0) == 0.5  # the floor

@@ -15,10 +15,12 @@ class StallWatch:
 
     Providers now and then accept a request and never answer it (a stalled connection); with
     a fixed deadline each such request costs all of it, on the critical path when it is one of
-    the last. Once ``min_samples`` answers of a node are known, a first attempt asking for
-    ``max_tokens`` gets ``factor`` times the 99th percentile of their durations, each scaled
-    up to ``max_tokens`` when it produced fewer tokens (an answer's time grows with its
-    length), never less than ``floor_s`` and never more than the configured deadline. Retries
+    the last. Once ``min_samples`` answers of a node are known (until then, of every node: a
+    node with few calls, such as synthesis, would otherwise never learn), a first attempt
+    asking for ``max_tokens`` gets ``factor`` times the 99th percentile of their durations,
+    each scaled up to ``max_tokens`` when it produced fewer tokens (an answer's time grows
+    with its length), never less than ``floor_s`` and never more than the configured
+    deadline. Retries
     keep the configured deadline, so a provider that merely slowed down still answers.
     """
 
@@ -35,17 +37,21 @@ class StallWatch:
         self._floor = floor_s
         self._window = window
         self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._all: deque[tuple[float, int]] = deque(maxlen=window)
 
     def observe(self, node: str | None, seconds: float, completion_tokens: int) -> None:
         """An answer of ``node`` took ``seconds`` to produce ``completion_tokens``."""
         if self._factor is not None:
             seen = self._seen.setdefault(node or "", deque(maxlen=self._window))
             seen.append((seconds, max(1, completion_tokens)))
+            self._all.append(seen[-1])
 
     def deadline(self, node: str | None, max_tokens: int | None, default: float) -> float:
         """Seconds a first attempt of ``node`` asking for ``max_tokens`` may take."""
         seen = self._seen.get(node or "")
-        if self._factor is None or seen is None or len(seen) < self._min:
+        if seen is None or len(seen) < self._min:
+            seen = self._all
+        if self._factor is None or len(seen) < self._min:
             return default
         scaled = sorted(s * max(1.0, (max_tokens or tokens) / tokens) for s, tokens in seen)
         p99 = scaled[min(len(scaled) - 1, math.ceil(0.99 * len(scaled)) - 1)]

@@ -161,15 +161,15 @@ def pack_batches(
             "chunk_ids": [h.chunk_id for h in hits],
         }
         budget = budgets[lens, 1]
-        text = item_text(1, item, theme, texts)
-        while count_tokens(text) + 4 > budget and item["chunk_ids"]:
+        tokens = count_tokens(item_text(1, item, theme, texts)) + 4
+        while tokens > budget and item["chunk_ids"]:
             item["chunk_ids"] = item["chunk_ids"][:-1]
-            text = item_text(1, item, theme, texts)
+            tokens = count_tokens(item_text(1, item, theme, texts)) + 4
         if len(item["chunk_ids"]) < len(hits):
             msg = f"plan: evidence of {item['key']} cut to {len(item['chunk_ids'])} chunk(s) to fit the window"
             ctx.reporter.warning("truncated", msg, "plan")
             warnings.append(msg)
-        item["tokens"] = count_tokens(text) + 4
+        item["tokens"] = tokens
         grouped.setdefault((lens, country), []).append(item)
     batches: list[dict[str, Any]] = []
     for (lens, country), items in grouped.items():

@@ -34,10 +34,12 @@ async def retrieve(state: PipelineState, runtime: Runtime[PipelineContext]) -> d
     jobs = [(c, lens) for c in req.countries for lens in LENSES]
     ctx.reporter.node_started("retrieve", total=len(jobs))
     variables = " ".join(req.variables[k] for k in sorted(req.variables))
+    # A lens's query is the same for every country: embedded once (alone, as before).
+    store = caching_store(ctx.store)
 
     def search(country: str, lens: Lens) -> Callable[[], Awaitable[list[SearchHit]]]:
         query = f"{req.brief}. {LENS_FOCUS[lens]}. {variables}".strip()
-        return lambda: ctx.store.search(
+        return lambda: store.search(
             query, k=req.options.retrieval_k, country=country, doc_types=LENS_DOC_TYPES[lens]
         )
 
