@@ -11,6 +11,7 @@ import pytest
 from proposals.errors import IngestError
 from proposals.ingest import Block, load_file, split_blocks
 from proposals.ingest._meta import UNSET, folder_hints, resolve_meta
+from proposals.ingest._pdf import _read_pypdf, read_pdf
 from proposals.tokens import count_tokens
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus"
@@ -119,6 +120,30 @@ def test_pdf_pages_are_kept() -> None:
     assert any("Operation Qbr-Harvest" in b.text and b.page == 3 for b in doc.blocks)
 
 
+def test_pdf_is_read_by_pdfium_with_the_same_words_as_pypdf() -> None:
+    data = (CORPUS / "AR" / "technical_report" / "savings-pilot-evaluation.pdf").read_bytes()
+    fast = read_pdf(data, Path("a.pdf"))
+    slow = _read_pypdf(data, Path("a.pdf"))
+    assert (fast.engine, slow.engine) == ("pdfium", "pypdf")
+    assert fast.title == slow.title
+    assert [p.split() for p in fast.pages] == [p.split() for p in slow.pages]
+
+
+SEC_10Q = Path(__file__).resolve().parents[2] / "shared" / "data" / "sec-10q" / "docs"
+
+
+@pytest.mark.skipif(
+    not SEC_10Q.is_dir(), reason="../shared/data/sec-10q is not beside the checkout"
+)
+def test_real_filing_loads_with_pages_and_hyphens() -> None:
+    doc = load_file(SEC_10Q / "2022 Q3 AMZN.pdf")
+    assert doc.title == "0001018724-22-000023"  # the filing's own metadata title
+    pages = sorted({b.page for b in doc.blocks if b.page is not None})
+    assert pages[0] == 1 and len(pages) > 20
+    text = "\n".join(b.text for b in doc.blocks)
+    assert "stock-based compensation" in text and "\ufffe" not in text and "\r" not in text
+
+
 def test_docx_headings_and_tables() -> None:
     doc = load_file(CORPUS / "BR" / "technical_report" / "savings-pilot-evaluation.docx")
     assert doc.title == "Evaluation of the Cofre Ipe pilot in Brazil"
@@ -177,6 +202,13 @@ def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "locked.pdf", buf.getvalue())
     with pytest.raises(IngestError, match="encrypted PDF"):
         load_file(path)
+
+
+def test_pdf_that_neither_engine_reads_is_reported_as_damaged(tmp_path: Path) -> None:
+    path = _write(tmp_path, "broken.pdf", b"%PDF-1.7\n" + bytes(range(256)) + b"\n%%EOF\n")
+    with pytest.raises(IngestError, match="damaged PDF") as info:
+        load_file(path)
+    assert info.value.path == str(path)
 
 
 # --- splitter ----------------------------------------------------------------------------------
