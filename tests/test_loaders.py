@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,22 @@ def test_pdf_is_read_by_pdfium_with_the_same_words_as_pypdf() -> None:
     assert [p.split() for p in fast.pages] == [p.split() for p in slow.pages]
 
 
-SEC_10Q = Path(__file__).resolve().parents[2] / "shared" / "data" / "sec-10q" / "docs"
+def _sec_10q() -> Path:
+    """``../shared/data/sec-10q/docs`` beside the checkout (for a git worktree: beside the main
+    checkout, found through git's common directory)."""
+    root = Path(__file__).resolve().parents[1]
+    common = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    for base in (root.parent, *([Path(common).parent.parent] if common else [])):
+        if (base / "shared").is_dir():
+            return base / "shared" / "data" / "sec-10q" / "docs"
+    return root.parent / "shared" / "data" / "sec-10q" / "docs"
+
+
+SEC_10Q = _sec_10q()
 
 
 @pytest.mark.skipif(
@@ -140,6 +156,7 @@ def test_real_filing_loads_with_pages_and_hyphens() -> None:
     assert doc.title == "0001018724-22-000023"  # the filing's own metadata title
     pages = sorted({b.page for b in doc.blocks if b.page is not None})
     assert pages[0] == 1 and len(pages) > 20
+    assert len(doc.blocks) > 3 * len(pages)  # paragraphs from the gaps between lines
     text = "\n".join(b.text for b in doc.blocks)
     assert "stock-based compensation" in text and "\ufffe" not in text and "\r" not in text
 

@@ -16,6 +16,7 @@ import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import IngestError
 
@@ -23,6 +24,7 @@ __all__ = ["PdfText", "read_pdf"]
 
 _PDF_MAX_ARRAY = 1_000_000
 _PDFIUM = threading.Lock()
+_GAP = 1.0  # a gap between lines over this many line heights ends a paragraph
 # PDFium writes lines ending in CRLF and marks a hyphen it found at a line break as U+FFFE.
 _PDFIUM_TEXT = str.maketrans({"\r": None, "\ufffe": "-"})
 
@@ -67,7 +69,7 @@ def _read_pdfium(data: bytes) -> PdfText | None:
                 page = document[index]
                 textpage = page.get_textpage()
                 try:
-                    pages.append(textpage.get_text_range().translate(_PDFIUM_TEXT))
+                    pages.append(_paragraphs(textpage).translate(_PDFIUM_TEXT))
                 finally:
                     textpage.close()
                     page.close()
@@ -77,6 +79,42 @@ def _read_pdfium(data: bytes) -> PdfText | None:
         finally:
             document.close()
     return PdfText(pages=pages, title=title, engine="pdfium")
+
+
+def _paragraphs(textpage: Any) -> str:
+    """The page's lines, with a blank line where a paragraph ends: the gap to the previous line
+    is over half a line's height, or the text moves up the page (another column or box).
+
+    PDFium gives lines only; pypdf's output held such blank lines (not always where a reader
+    would see a paragraph, but mostly), and the splitter packs paragraphs into chunks, so
+    without them a page became one long run cut at sentence ends.
+    """
+    text: str = textpage.get_text_range()
+    if textpage.count_chars() != len(text):
+        return text  # characters outside the BMP: string offsets are not PDFium's indexes
+    out: list[str] = []
+    previous: tuple[float, float] | None = None
+    start = 0
+    for line in text.split("\r\n"):
+        box = _line_box(textpage, start, line)
+        if box is not None:
+            if previous is not None:
+                height = max(box[1] - box[0], previous[1] - previous[0])
+                if previous[0] - box[1] > height * _GAP or box[1] > previous[1] + 1:
+                    out.append("")
+            previous = box
+        out.append(line)
+        start += len(line) + 2
+    return "\n".join(out)
+
+
+def _line_box(textpage: Any, start: int, line: str) -> tuple[float, float] | None:
+    """(bottom, top) of the line's first visible character, in page units (y grows upwards)."""
+    for offset, char in enumerate(line):
+        if not char.isspace():
+            _, bottom, _, top = textpage.get_charbox(start + offset, loose=True)
+            return (bottom, top) if top > bottom else None
+    return None
 
 
 def _read_pypdf(data: bytes, path: Path) -> PdfText:
