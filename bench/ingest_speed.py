@@ -2,13 +2,12 @@
 tree, in one invocation, each side in a fresh process with its own embedded PostgreSQL.
 
 Sides: ``before`` is the baseline commit (float32 on two threads, one file per embedding call,
-stages in sequence); ``pypdf`` is ``PYPDF`` (this tree's code before PDFs were read with PDFium,
-so the loader's share is measured side by side too); ``after-1t`` is this tree with ``PROPOSALS_EMBEDDING_THREADS=1`` (the
+stages in sequence); ``after-1t`` is this tree with ``PROPOSALS_EMBEDDING_THREADS=1`` (the
 previous default, half of this machine's cores); ``after`` is this tree as configured by
 default. Each side ingests the set, then answers the set's labelled questions in every search
 mode (``bench/_quality_run.py``), so speed and retrieval quality come from the same ingest.
 The sample corpus runs ``ROUNDS`` interleaved rounds; the SEC 10-Q set (20 PDFs) one round of
-``before``, ``pypdf`` and ``after``. Results: ``bench/results/ingest_speed.json``.
+``before`` and ``after``. Results: ``bench/results/ingest_speed.json``.
 
 Run it alone: ``flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed``
 (``BENCH_SPEED_SETS=examples`` for the sample corpus only).
@@ -23,12 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._sides import extract_src
 from bench.retrieval_quality import BASELINE, ROOT, SETS, baseline_tree, run_side
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_speed.json"
 ROUNDS = 2
-PYPDF = "d75290e"  # batch 2 (issue 11's ingest work), PDFs still read with pypdf
 METRICS = ("recall@3", "recall@10", "mrr@10")
 
 
@@ -85,7 +82,6 @@ def main() -> int:
     sets = os.environ.get("BENCH_SPEED_SETS", "examples,sec-10q").split(",")
     results: dict[str, Any] = {
         "baseline": BASELINE,
-        "pypdf": PYPDF,
         "command": "flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed",
         "cpu_count": os.cpu_count(),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
@@ -94,12 +90,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ingest-speed-") as tmp:
         work = Path(tmp)
         before = baseline_tree(work / "before")
-        pypdf = extract_src(PYPDF, work / "pypdf")
         here = ROOT / "src"
         plan = {
             "examples": [("before", before, None), ("after-1t", here, "1"), ("after", here, None)]
             * ROUNDS,
-            "sec-10q": [("before", before, None), ("pypdf", pypdf, None), ("after", here, None)],
+            "sec-10q": [("before", before, None), ("after", here, None)],
         }
         for set_name in sets:
             rows = []

@@ -16,12 +16,12 @@ from typing import Any
 
 from ..errors import IngestError
 from ._model import Block, LoadedDocument
-from ._pdf import read_pdf
 from ._textstream import decode_text, enter_heading, load_text_bytes
 
 __all__ = ["SUPPORTED_SUFFIXES", "decode_text", "load_bytes", "load_file"]
 
 _BLANK_SPLIT = re.compile(r"\n\s*\n")
+_PDF_MAX_ARRAY = 1_000_000
 
 
 def load_file(path: Path) -> LoadedDocument:
@@ -195,13 +195,41 @@ def _scalar(value: Any) -> str:
 
 
 def _load_pdf(data: bytes, path: Path) -> LoadedDocument:
-    pdf = read_pdf(data, path)
-    blocks: list[Block] = []
-    for number, text in enumerate(pdf.pages, start=1):
-        blocks.extend(_paragraph_blocks(text, None, page=number))
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import (
+        DependencyError,
+        FileNotDecryptedError,
+        LimitReachedError,
+        PdfReadError,
+    )
+
+    if not data.lstrip().startswith(b"%PDF"):
+        raise IngestError(str(path), "not a PDF file (no %PDF header)")
+    if b"%%EOF" not in data[-2048:]:
+        # pypdf would try to rebuild a truncated file from whatever objects it finds and may
+        # index half a document without a word of warning; refuse it instead.
+        raise IngestError(str(path), "truncated or damaged PDF (no end-of-file marker)")
+    try:
+        # pypdf refuses arrays over 100,000 elements (a guard against malicious files); real
+        # SEC filings exported by Microsoft Word exceed it. Ten times that is still bounded.
+        with apply_configuration(array_maximum_element_count=_PDF_MAX_ARRAY):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise IngestError(str(path), "encrypted PDF (password required)")
+            meta_title = (reader.metadata.title if reader.metadata else None) or None
+            blocks: list[Block] = []
+            for number, page in enumerate(reader.pages, start=1):
+                text = page.extract_text() or ""
+                blocks.extend(_paragraph_blocks(text, None, page=number))
+    except IngestError:
+        raise
+    except (FileNotDecryptedError, DependencyError) as exc:
+        raise IngestError(str(path), f"encrypted PDF that cannot be opened: {exc}") from exc
+    except (PdfReadError, LimitReachedError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise IngestError(str(path), f"damaged PDF: {exc}") from exc
     if not blocks:
         raise IngestError(str(path), "PDF has no extractable text (scanned images?)")
-    title = pdf.title
+    title = str(meta_title).strip() if meta_title else None
     if not title:
         first = blocks[0].text.split("\n", 1)[0].strip()
         title = first if len(first) <= 120 else None
