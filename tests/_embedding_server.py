@@ -10,8 +10,23 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from _embedder import hash_vector
+from proposals.config import Settings
 
 DIM = 48
+
+
+def remote_settings(settings: Settings, base_url: str, model: str, **more: object) -> Settings:
+    """``settings`` with the OpenAI embedder calling ``model`` at ``base_url`` (this server or
+    the simulator), and ``more`` fields replaced."""
+    return settings.model_copy(
+        update={
+            "embedding_provider": "openai",
+            "embedding_model": model,
+            "openai_base_url": base_url,
+            "openai_api_key": "sk-test",
+            **more,
+        }
+    )
 
 
 class EmbeddingServer:

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from proposals.config import Settings
 from proposals.db import Database, applied_migrations, load_migrations, migrate
 from proposals.errors import DatabaseError
+from proposals.pipeline import Profile, ProposalRequest
+from proposals.runs import RunRegistry
 
 
 async def test_migrations_apply_once_and_are_recorded(database: Database) -> None:
@@ -40,3 +45,32 @@ async def test_embedded_server_starts_and_is_reused(tmp_path) -> None:
             assert await cur.fetchone() == (42,)
     finally:
         await second.close()
+
+
+async def test_a_connection_a_cancelled_task_left_in_pipeline_mode_is_not_reused(
+    database: Database,
+) -> None:
+    """psycopg 3.3 leaves a connection in pipeline mode when its task is cancelled while
+    entering a pipeline (``conn.pipeline()``, a transaction inside one, ``executemany``): once
+    in, it yields to the loop if the loop was busy for 5 ms. Back in the pool like that, the
+    next borrower's queries were queued in the stale pipeline and read no rows: an
+    interrupted run's record seemed to vanish under load. Such a connection is discarded."""
+    registry = RunRegistry(database)
+    request = ProposalRequest(brief="savings", countries=["AR"], profiles=[Profile(name="savers")])
+    await registry.create("r1", request)
+
+    async def cancelled_entering_a_pipeline() -> None:
+        async with database.pool.connection() as conn:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            # Blocking on purpose: the loop looks busy, so psycopg yields once inside.
+            time.sleep(0.02)  # noqa: ASYNC251
+            async with conn.pipeline():
+                await conn.execute("SELECT 1")
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(cancelled_entering_a_pipeline())
+    # Every connection of the pool at once (the one returned above among them, if kept).
+    found = await asyncio.gather(*(registry.get("r1") for _ in range(database.pool.max_size)))
+    assert all(r is not None and r.id == "r1" for r in found)

@@ -21,6 +21,7 @@ from proposals.embeddings import (
     embedder_from_settings,
 )
 from proposals.errors import ConfigError, ProviderError
+from proposals.llm import GatewayConfig, LLMGateway
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def emb_server() -> Iterator[EmbeddingServer]:
         yield server
 
 
-@pytest.fixture(params=["local", "openai"])
+@pytest.fixture(params=["local", "openai", "openai-gateway"])
 async def embedder(
     request: pytest.FixtureRequest, emb_server: EmbeddingServer
 ) -> AsyncIterator[Embedder]:
@@ -37,6 +38,11 @@ async def embedder(
         yield local_embedder()
         return
     emb_server.fail_with = None
+    if request.param == "openai-gateway":  # requests through a gateway's budgets and retries
+        config = GatewayConfig(base_url=emb_server.base_url, api_key="sk-test", max_retries=0)
+        async with LLMGateway(config) as gateway:
+            yield OpenAIEmbedder("test-embedding", batch_size=4, gateway=gateway)
+        return
     client = OpenAIEmbedder(
         "test-embedding",
         dimensions=None,
@@ -196,3 +202,33 @@ async def test_caching_embedder_embeds_each_text_once(embedder: Embedder) -> Non
     await cached.embed([texts[0]])
     assert counting.texts.count(texts[0]) == 2
     assert cached.name == embedder.name and cached.dim == embedder.dim
+
+
+async def test_openai_through_a_gateway_sends_batches_at_once_under_its_limit(
+    emb_server: EmbeddingServer,
+) -> None:
+    config = GatewayConfig(
+        base_url=emb_server.base_url,
+        api_key="k",
+        max_retries=0,
+        concurrency_min=1,
+        concurrency_start=2,
+        concurrency_max=2,
+    )
+    async with LLMGateway(config) as gateway:
+        client = OpenAIEmbedder("test-embedding", batch_size=3, gateway=gateway)
+        emb_server.requests.clear()
+        vectors = await client.embed([f"t{i}" for i in range(7)])
+        direct = OpenAIEmbedder("test-embedding", base_url=emb_server.base_url, api_key="k")
+        np.testing.assert_array_equal(vectors, await direct.embed([f"t{i}" for i in range(7)]))
+        await direct.aclose()
+        stats = gateway.stats()
+        assert sorted(len(r["input"]) for r in emb_server.requests[:3]) == [1, 3, 3]
+        assert stats.http_requests == 3 and stats.peak_in_flight <= 2
+        assert stats.prompt_tokens == 3  # the server charges 1 token per request
+        emb_server.fail_with = 500
+        try:
+            with pytest.raises(ProviderError, match="server_error_500"):
+                await client.embed([f"t{i}" for i in range(7)])
+        finally:
+            emb_server.fail_with = None

@@ -37,6 +37,7 @@ from proposals.llm._limiter import AdaptiveLimiter, LimiterTicket
 from proposals.llm._output import json_schema_format
 from proposals.llm._ratelimit import RateBudget, parse_duration
 from proposals.llm._retry import Failure, RetryPolicy, classify, parse_retry_after
+from proposals.llm._stall import StallWatch
 from proposals.llm._usage import PriceTable
 from proposals.simulator import run_simulator
 
@@ -685,6 +686,52 @@ async def test_timeouts_exhaust_retries() -> None:
     assert info.value.cause == "timeout" and info.value.attempts == 2
     assert stats.retries_by_cause == {"timeout": 1}
     assert stats.limit_cuts == 2  # the retry started after the first cut: a new window
+
+
+def test_stall_deadline_follows_the_answers_seen_per_node() -> None:
+    watch = StallWatch(2.0, min_samples=20, floor_s=0.5)
+    for i in range(19):
+        watch.observe("lens", 1.0 + i / 100, 100)
+    assert watch.deadline("lens", 100, 60.0) == 60.0  # too few answers yet
+    watch.observe("lens", 1.5, 100)
+    assert watch.deadline("lens", 100, 60.0) == pytest.approx(3.0)  # 2 x the slowest of 20
+    # Asking for twice the tokens of those answers: their times scaled up first.
+    assert watch.deadline("lens", 200, 60.0) == pytest.approx(6.0)
+    assert watch.deadline("lens", 50, 60.0) == pytest.approx(3.0)  # never scaled down
+    assert watch.deadline("lens", 100, 2.0) == 2.0  # never beyond the configured deadline
+    assert watch.deadline("synthesize", 100, 60.0) == 60.0  # another node: nothing known
+    for _ in range(20):
+        watch.observe("analyze", 0.01, 10)
+    assert watch.deadline("analyze", 10, 60.0) == 0.5  # the floor
+    off = StallWatch(None)
+    for _ in range(30):
+        off.observe("lens", 1.0, 100)
+    assert off.deadline("lens", 100, 60.0) == 60.0
+
+
+async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline() -> None:
+    """Once 20 answers of a node are known, a first attempt that hangs is given up after
+    twice their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
+    async with (
+        run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
+        LLMGateway(_config(sim, timeout_s=60.0)) as gw,
+    ):
+        tags = CallTags(node="lens")
+        for i in range(20):
+            await gw.complete(f"Warm {i}. {TEXT}", max_tokens=20, tags=tags)
+        calm = sim.profile
+        sim.profile = calm.model_copy(update={"fault_stall": 1.0})
+        call = asyncio.create_task(gw.complete(TEXT, max_tokens=20, tags=tags))
+        give_up = time.monotonic() + 50
+        while not gw.stats().retries_by_cause:  # the first attempt stalls and is given up
+            assert time.monotonic() < give_up, "the stalled attempt was never given up"
+            await asyncio.sleep(0.01)
+        sim.profile = calm  # the retry (sent after its backoff) is answered
+        result = await call
+        stats = gw.stats()
+    assert result.text
+    assert stats.retries_by_cause == {"stalled": 1}
+    assert sim.stats()["rejects"]["fault_stall"] == 1
 
 
 async def test_one_deadline_covers_admission_attempts_and_backoff() -> None:

@@ -2,7 +2,9 @@
 simulator in a child process (profile ``shared-quota``: a 24-connection cap and 600 RPM, at
 time scale 0.25): after the first cut episode no connection is refused and the processes
 together never hold more connections than the cap; no call fails; a process killed with
-SIGKILL loses its share once its lease expires, and the survivors take it over."""
+SIGKILL loses its share once its lease expires, and the survivors take it over. The OpenAI
+embedder opened in the shared budget takes a lease of its own, or shares the lease of the
+process's gateway to the same endpoint."""
 
 from __future__ import annotations
 
@@ -136,3 +138,40 @@ def test_three_processes_share_one_budget(
     for out, err in outputs[1:]:
         last = json.loads(out.strip().splitlines()[-1])
         assert last["ok"] > 0 and last["failed"] == 0, err[-2000:]
+
+
+async def test_open_embedder_takes_a_lease_or_shares_the_gateways(
+    settings: Settings, database: Database
+) -> None:
+    from _embedding_server import remote_settings
+    from proposals.embeddings import open_embedder
+    from proposals.llm import GatewayConfig, LLMGateway, SharedBudget, share_settings
+    from proposals.simulator import run_simulator
+
+    async def leases() -> list[tuple[Any, ...]]:
+        async with database.pool.connection() as conn:
+            cur = await conn.execute("SELECT endpoint, holder FROM provider_shares")
+            return await cur.fetchall()
+
+    async with run_simulator("unlimited") as sim:
+        remote = remote_settings(settings, sim.base_url, "sim-embedding", shared_budget=True)
+        # Alone: a gateway of its own, with a lease on the endpoint, deleted on exit.
+        async with open_embedder(remote, database=database) as embedder:
+            vectors = await embedder.embed(["household savings", "crop insurance"])
+            assert vectors.shape == (2, 256)
+            assert [row[0] for row in await leases()] == [sim.base_url.rstrip("/")]
+        assert await leases() == []
+        # Beside the process's gateway to the same endpoint: its lease, no second one.
+        config = GatewayConfig.from_settings(remote, simulated=True)
+        shared = SharedBudget(database, share_settings(config))
+        async with LLMGateway(config, shared=shared) as gateway:
+            async with open_embedder(remote, database=database, gateway=gateway) as embedder:
+                await embedder.embed(["household savings"])
+                assert [row[1] for row in await leases()] == [shared.holder]
+            assert gateway.stats().http_requests == 1
+        # Without the shared budget: the embedder's own client, no lease.
+        plain = remote.model_copy(update={"shared_budget": False})
+        async with open_embedder(plain, database=database) as embedder:
+            await embedder.embed(["household savings"])
+            assert await leases() == []
+        assert sim.stats()["embeddings"] == 3

@@ -565,3 +565,33 @@ async def test_random_models_always_validate() -> None:
             parsed = result.choices[0].message.parsed
             assert isinstance(parsed, model)
             assert set(parsed.citations) <= {12, 40, 7, 105}  # type: ignore[attr-defined]
+
+
+async def test_embeddings_are_deterministic_and_count_against_the_quota() -> None:
+    from proposals.llm import GatewayConfig, LLMGateway
+
+    async with run_simulator("unlimited", rpm=60, time_scale=1.0, burst_s=2) as sim:
+        client = AsyncOpenAI(base_url=sim.base_url, api_key="k", max_retries=0)
+        texts = ["home insurance against floods", "flood insurance for the home", "football"]
+        first = await client.embeddings.create(model="text-embedding-3-small", input=texts)
+        assert [len(d.embedding) for d in first.data] == [1536] * 3
+        assert first.usage.prompt_tokens == sum(count_tokens(t) for t in texts)
+        short = await client.embeddings.create(model="m", input=texts[0], dimensions=32)
+        assert len(short.data[0].embedding) == 32
+        v = [d.embedding for d in first.data]
+        dot = [sum(a * b for a, b in zip(v[0], v[i], strict=True)) for i in (1, 2)]
+        assert dot[0] > dot[1] + 0.3  # shared words are near
+        with pytest.raises(openai.BadRequestError):
+            await client.embeddings.create(model="m", input=[""])
+        # 60 RPM with a 2 s burst: a third request at once is refused.
+        with pytest.raises(openai.RateLimitError):
+            await client.embeddings.create(model="m", input="again")
+        stats = sim.stats()
+        assert stats["embeddings"] == 2 and stats["rejects"]["rate_limit_rpm"] == 1
+        # Through a gateway: the refusal is waited out and retried, vectors unchanged.
+        config = GatewayConfig(base_url=sim.base_url, api_key="k", simulated=True)
+        async with LLMGateway(config) as gateway:
+            again = await gateway.embed(texts, model="text-embedding-3-small")
+        assert again.vectors == v and again.prompt_tokens == first.usage.prompt_tokens
+        assert gateway.stats().retries_by_cause.get("rate_limit", 0) >= 1
+        await client.close()

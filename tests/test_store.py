@@ -12,10 +12,11 @@ from psycopg import sql
 from _embedder import HashEmbedder, hash_vector, local_embedder
 from proposals.config import Settings
 from proposals.db import Database
+from proposals.embeddings import CachingEmbedder
 from proposals.errors import DatabaseError, InputError
 from proposals.evaluate import evaluate_retrieval, load_questions
 from proposals.ingest import ingest
-from proposals.store import TEXT_WEIGHT, Store
+from proposals.store import TEXT_WEIGHT, SearchMode, Store
 from proposals.store import _schema as store_schema
 from proposals.store import _search as store_search
 
@@ -181,6 +182,13 @@ async def test_filtered_hnsw_results_are_complete(
         expected = [r[0] for r in await cur.fetchall()]
     assert [h.chunk_id for h in hits] == expected
     assert "exact rescan" in caplog.text  # the HNSW scan alone had come back short
+    async with await Database.open(settings) as fresh:
+        # In a batch, each query that comes back short is widened on its own the same way.
+        store = Store(fresh, embedder)
+        queries = ["deposit insurance wallet", "loan pension card"]
+        alone = [await store.search(q, k=5, country="AR", mode="vector") for q in queries]
+        assert alone[0] == hits
+        assert await store.search_many(queries, k=5, country="AR", mode="vector") == alone
 
 
 async def test_fusion_rescores_by_cosine_plus_weighted_text_share(mini: Store) -> None:
@@ -196,6 +204,37 @@ async def test_fusion_rescores_by_cosine_plus_weighted_text_share(mini: Store) -
     for hit in hybrid:
         bonus = TEXT_WEIGHT if hit.chunk_id == text.chunk_id else 0.0
         assert hit.score == pytest.approx(vector[hit.chunk_id] + bonus, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "text"])
+@pytest.mark.parametrize(
+    ("country", "types"), [(None, None), ("CL", None), ("BR", ["official"]), ("AR", ["other"])]
+)
+async def test_search_many_gives_each_query_what_it_gets_alone(
+    mini: Store, mode: SearchMode, country: str | None, types: list[str] | None
+) -> None:
+    """One statement for several queries under one filter: every query gets exactly the hits
+    (ids, order, scores, citations) of its own search, whatever else is in the batch. (The
+    vectors come from a cache filled by the searches alone: a model's vector of a text can
+    differ in the last bits when embedded in a batch of several.)"""
+    assert mini.embedder is not None
+    mini = Store(mini.database, CachingEmbedder(mini.embedder))
+    queries = [
+        "earthquake insurance for my house",
+        "quillango surcharge",
+        "monthly transfer limits of a wallet",
+        "dogs at home",
+        "earthquake insurance for my house",  # a repeat is answered twice
+    ]
+    alone = [
+        await mini.search(q, k=4, country=country, doc_types=types, mode=mode) for q in queries
+    ]
+    together = await mini.search_many(queries, k=4, country=country, doc_types=types, mode=mode)
+    assert together == alone
+    assert any(together)
+    assert await mini.search_many([], k=4) == []
+    with pytest.raises(InputError, match="query is empty"):
+        await mini.search_many(["wallet", " "], k=4)
 
 
 async def test_sample_corpus_country_and_citations(database: Database) -> None:

@@ -112,8 +112,11 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..db import Database
-    from ..embeddings import embedder_from_settings
-    from ..ingest import SUPPORTED_SUFFIXES, IngestProgress, ingest, source_files
+    from ..embeddings import open_embedder
+    from ..ingest import SUPPORTED_SUFFIXES, IngestProgress, check_ray_address, ingest, source_files
+
+    if args.ray is not None:
+        check_ray_address(args.ray)  # at once, before the database is opened
 
     files, missing, ignored = await asyncio.to_thread(source_files, args.paths)
     if not files and not missing and not args.prune and not args.reset_index:
@@ -175,14 +178,15 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                     "progress": on_progress,
                 }
                 if args.ray is None:
-                    report = await ingest(
-                        args.paths,
-                        embedder=embedder_from_settings(settings),
-                        chunk_tokens=settings.chunk_tokens,
-                        chunk_overlap=settings.chunk_overlap,
-                        max_file_mb=settings.max_file_mb,
-                        **common,
-                    )
+                    async with open_embedder(settings, database=db) as embedder:
+                        report = await ingest(
+                            args.paths,
+                            embedder=embedder,
+                            chunk_tokens=settings.chunk_tokens,
+                            chunk_overlap=settings.chunk_overlap,
+                            max_file_mb=settings.max_file_mb,
+                            **common,
+                        )
                 else:
                     report = await _ingest_on_ray(args, settings, common)
     except asyncio.CancelledError:

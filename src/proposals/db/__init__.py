@@ -6,7 +6,7 @@ done (see ``_embedded`` for the lifecycle). URL configured: that server is used.
 migrations in ``migrations/`` are applied on open, idempotently, under an advisory lock.
 """
 
-from ._connect import Database
+from ._connect import Database, discard_pipelined
 from ._embedded import EmbeddedStatus, embedded_status, stop_embedded
 from ._errors import database_errors
 from ._migrate import MIGRATIONS_PACKAGE, Migration, applied_migrations, load_migrations, migrate
@@ -18,6 +18,7 @@ __all__ = [
     "Migration",
     "applied_migrations",
     "database_errors",
+    "discard_pipelined",
     "embedded_status",
     "load_migrations",
     "migrate",

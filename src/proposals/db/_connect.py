@@ -8,6 +8,7 @@ from typing import Any, Self
 
 import psycopg
 from pgvector.psycopg import register_vector_async
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
@@ -31,6 +32,18 @@ def _describe(url: str) -> str:
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:
     await register_vector_async(conn)
+
+
+async def discard_pipelined(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Pool ``reset``: refuse a connection returned still in pipeline mode (it is closed).
+
+    psycopg (3.3) leaves a connection in pipeline mode when its task is cancelled while
+    entering or leaving a pipeline (``conn.pipeline()``, a transaction inside one,
+    ``executemany``). Reused like that, the next borrower's queries are queued in the stale
+    pipeline: ``execute`` returns before any result, so a lookup reads no row.
+    """
+    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        raise psycopg.InterfaceError("connection returned to the pool in pipeline mode")
 
 
 class Database:
@@ -64,6 +77,7 @@ class Database:
             max_size=settings.db_pool_max,
             open=False,
             configure=_configure,
+            reset=discard_pipelined,
             timeout=30,
             name="proposals",
         )

@@ -19,7 +19,7 @@ from ._meta import ResolvedMeta
 from ._model import Block, Chunk, IngestFailure, IngestReport, LoadedDocument
 from ._parse import ParsedFile, parse_file
 from ._pipeline import ingest, source_files
-from ._ray import RayOptions, ingest_on_ray
+from ._ray import RayOptions, check_ray_address, ingest_on_ray
 from ._splitter import iter_chunks, split_blocks
 from ._stages import (
     DocumentSink,
@@ -52,6 +52,7 @@ __all__ = [
     "RayOptions",
     "ResolvedMeta",
     "StoredDocument",
+    "check_ray_address",
     "embedding_text",
     "ingest",
     "ingest_on_ray",

@@ -17,32 +17,36 @@ its chunks have their vectors; only documents in flight are held in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import pickle
+import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
-from ..embeddings import Embedder, embedder_from_settings
+from ..embeddings import Embedder, embedder_from_settings, open_embedder
 from ..errors import ConfigError, IngestError, ProviderError
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._model import IngestFailure, IngestReport
 from ._pipeline import source_files
 from ._stages import DocumentSink, PreparedFile, ProgressCallback, embedding_text, prepare_file
 
-__all__ = ["RayOptions", "ingest_on_ray"]
+__all__ = ["RayOptions", "check_ray_address", "ingest_on_ray"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Passed from this process to the Ray workers it starts or joins: offline model loading and
 # quiet tokenizers, as the CLI sets them here.
@@ -66,6 +70,9 @@ class RayOptions:
     one read task fit in the cluster's CPUs at once."""
     task_cpus: float = 0.5
     """CPUs Ray reserves for each read/parse/split task."""
+    connect_timeout_s: float = 5.0
+    """How long the cluster's address may take to accept a connection before the ingest
+    gives up (Ray itself would wait a minute or more)."""
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``ray.init`` arguments when this call starts or joins the cluster."""
 
@@ -93,12 +100,37 @@ def _connect(ray: Any, options: RayOptions) -> bool:
         **options.init_kwargs,
     }
     address = None if options.address == "auto" else options.address
+    check_ray_address(options.address, timeout_s=options.connect_timeout_s)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         where = options.address if address else "this machine"
         raise ConfigError(f"cannot join the Ray cluster at {where}: {exc}") from exc
     return True
+
+
+def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
+    """Raise :class:`ConfigError` (one line naming the address) unless a TCP connection opens
+    within ``timeout_s`` to the Ray cluster at ``address``: ``HOST:PORT`` (its GCS) or
+    ``ray://HOST:PORT`` (its Ray Client server); ``auto`` checks ``RAY_ADDRESS`` when set.
+    Ray itself waits a minute and more for a cluster that is not there."""
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if not target or target in ("auto", "local"):
+        return
+    where = target.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"Ray address {target!r} is not HOST:PORT or ray://HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or ("timed out" if isinstance(exc, TimeoutError) else str(exc))
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {target}: {str(reason).lower()} "
+            "(is 'ray start --head' running there? see docs/scale.md)"
+        ) from exc
 
 
 def _actor_cpus(ray: Any, options: RayOptions) -> float:
@@ -145,14 +177,43 @@ def _row(key: str, n: int, i: int, text: str, payload: object) -> dict[str, Any]
     return {"key": key, "n": n, "i": i, "text": text, "payload": blob}
 
 
-class _EmbedActor:
-    """A Ray actor: the embedder loaded once, batches of chunk rows in, vectors out."""
+EmbedderOpener = Callable[[], contextlib.AbstractAsyncContextManager[Embedder]]
+"""Opens an embedder for an actor's life (``open_embedder`` with the settings, by default)."""
 
-    def __init__(self, factory: Callable[[], Embedder]) -> None:
-        self.embedder = factory()
-        # One loop for the actor's life: an HTTP client (the OpenAI embedder's) is bound to
-        # the loop it first ran on.
+
+def _opened(factory: Callable[[], Embedder]) -> contextlib.AbstractAsyncContextManager[Embedder]:
+    """An embedder from a plain factory, as an opener yields it."""
+    return contextlib.nullcontext(factory())
+
+
+class _EmbedActor:
+    """A Ray actor: the embedder loaded once, batches of chunk rows in, vectors out.
+
+    Its event loop runs in a thread of its own for the actor's life: an HTTP client is bound
+    to the loop it first ran on, and a shared budget's lease is renewed by a heartbeat task
+    that must keep running between batches (the actor dies: the lease expires).
+    """
+
+    def __init__(self, opener: EmbedderOpener) -> None:
         self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stack = contextlib.AsyncExitStack()
+        self.embedder: Embedder = self._wait(self.stack.enter_async_context(opener()))
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def __del__(self) -> None:
+        """Ray Data calls this when it shuts the pool down gracefully: the embedder is closed
+        (a shared budget's lease deleted, its share free at once) and the loop stopped. An
+        actor that is killed or crashes loses its lease when the lease expires instead."""
+        loop = getattr(self, "loop", None)
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.stack.aclose(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
 
     def __call__(self, batch: Any) -> Any:
         """``batch`` is a ``pyarrow.Table`` of rows; returns it with ``vector`` and ``error``
@@ -166,9 +227,7 @@ class _EmbedActor:
         errors = [""] * len(counts)
         if wanted:
             try:
-                matrix = self.loop.run_until_complete(
-                    self.embedder.embed([texts[j] for j in wanted])
-                )
+                matrix = self._wait(self.embedder.embed([texts[j] for j in wanted]))
             except ProviderError as exc:
                 for j in wanted:
                     errors[j] = f"embedding failed: {exc}"
@@ -206,8 +265,9 @@ async def ingest_on_ray(
     """:func:`proposals.ingest.ingest` with the work spread over a Ray cluster.
 
     Reading, parsing and splitting run as Ray tasks; embedding runs in ``options.actors``
-    actors, each built once with ``embedder_factory`` (default: the settings' embedder; it must
-    be picklable); this process writes each document in one transaction. Split sizes and the
+    actors, each built once with ``embedder_factory`` (default: the settings' embedder, in the
+    shared provider budget when that is on, one lease per actor; a factory must be
+    picklable); this process writes each document in one transaction. Split sizes and the
     file size limit come from ``settings``. Requires the ``ray`` extra.
     """
     ray = _import_ray()
@@ -217,24 +277,35 @@ async def ingest_on_ray(
     if country is not None:
         normalize_country(country)
     normalize_doc_type(doc_type)
-    factory = embedder_factory or functools.partial(embedder_from_settings, settings)
-    name = factory().name
+    name = (embedder_factory or functools.partial(embedder_from_settings, settings))().name
     started_here = _connect(ray, options)
     try:
         options = dataclasses.replace(options, actor_cpus=_actor_cpus(ray, options))
         if database is not None:
             return await _run(
-                ray, paths, settings, options, database, factory, name, country, doc_type,
-                prune, reset_index, progress, tenant,
+                ray, paths, settings, options, database, embedder_factory, name, country,
+                doc_type, prune, reset_index, progress, tenant,
             )  # fmt: skip
         async with await Database.open(settings) as db:
             return await _run(
-                ray, paths, settings, options, db, factory, name, country, doc_type,
-                prune, reset_index, progress, tenant,
+                ray, paths, settings, options, db, embedder_factory, name, country,
+                doc_type, prune, reset_index, progress, tenant,
             )  # fmt: skip
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _opener(
+    settings: Settings, database: Database, factory: Callable[[], Embedder] | None
+) -> EmbedderOpener:
+    """What each actor opens its embedder with: ``factory``'s embedder, or the settings' one
+    (in the shared provider budget when that is on: each actor then holds a lease of its own,
+    on this process's database, with a pool of its own)."""
+    if factory is not None:
+        return functools.partial(_opened, factory)
+    actor_settings = settings.model_copy(update={"database_url": database.url, "db_pool_max": 2})
+    return functools.partial(open_embedder, actor_settings)
 
 
 async def _run(
@@ -243,7 +314,7 @@ async def _run(
     settings: Settings,
     options: RayOptions,
     database: Database,
-    factory: Callable[[], Embedder],
+    factory: Callable[[], Embedder] | None,
     model_name: str,
     country: str | None,
     doc_type: str | None,
@@ -286,7 +357,7 @@ async def _run(
         )
         ds = ds.map_batches(
             _EmbedActor,
-            fn_constructor_args=(factory,),
+            fn_constructor_args=(_opener(settings, database, factory),),
             batch_size=options.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=options.actors),

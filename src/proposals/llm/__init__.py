@@ -14,6 +14,7 @@ res = await gw.complete(messages, schema=Answer, tags=CallTags(run_id="r1", node
 
 from ._cache import LoggedCall, ResponseCache
 from ._config import GatewayConfig
+from ._embed import Embeddings
 from ._errors import (
     ContextOverflowError,
     InvalidOutputError,
@@ -50,6 +51,7 @@ __all__ = [
     "CallStarted",
     "CallTags",
     "ContextOverflowError",
+    "Embeddings",
     "GatewayConfig",
     "GatewayStats",
     "InvalidOutputError",

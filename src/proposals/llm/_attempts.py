@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import openai
 
@@ -25,8 +27,11 @@ from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
+from ._stall import StallWatch
 
 __all__ = ["AttemptLoop", "Attempts"]
+
+T = TypeVar("T")
 
 
 class Attempts:
@@ -52,6 +57,7 @@ class AttemptLoop:
         policy: RetryPolicy,
         rng: random.Random,
         emit: Callable[[CallRetry], None],
+        stalls: StallWatch | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
@@ -59,6 +65,7 @@ class AttemptLoop:
         self._policy = policy
         self._rng = rng
         self._emit = emit
+        self._stalls = stalls or StallWatch(None)
         self.http_requests = 0
         """HTTP attempts sent (retries and repairs included)."""
         self.retries: Counter[str] = Counter()
@@ -76,31 +83,65 @@ class AttemptLoop:
         tally: Attempts,
         base: dict[str, Any],
     ) -> Reply:
-        """One logical request: the retry loop around HTTP attempts.
+        """One chat completion request, retried per the policy.
         ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
         rate_estimate = prompt_estimate + (max_tokens or 0)
         kwargs: dict[str, Any] = dict(params)
         if response_format is not None:
             kwargs["response_format"] = response_format
+
+        node = base.get("node")
+
+        async def request(limit_s: float) -> tuple[Any, Reply]:
+            sent_at = time.monotonic()
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=msgs,  # type: ignore[arg-type]
+                timeout=limit_s,
+                **kwargs,
+            )
+            reply = reply_from(raw)
+            self._stalls.observe(node, time.monotonic() - sent_at, reply.completion_tokens or 0)
+            return raw.headers, reply
+
+        # A first attempt may be given up early (see StallWatch); retries wait it all.
+        first_s = self._stalls.deadline(node, max_tokens, timeout_s)
+        completion = await self.run(request, rate_estimate, timeout_s, tally, base, first_s)
+        charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
+        self._rate.correct(rate_estimate, charged)
+        return completion
+
+    async def run(
+        self,
+        request: Callable[[float], Awaitable[tuple[Mapping[str, str], T]]],
+        rate_estimate: int,
+        timeout_s: float,
+        tally: Attempts,
+        base: dict[str, Any],
+        first_timeout_s: float | None = None,
+    ) -> T:
+        """One logical request: ``request(limit_s)`` (which sends it within ``limit_s`` and
+        returns the response's headers and what the caller reads of it) under the rate budget
+        (``rate_estimate`` tokens) and a concurrency slot, retried per the policy. The first
+        attempt may be given a shorter deadline (``first_timeout_s``: a stalled answer is sent
+        again); retries get ``timeout_s``. The caller corrects the token estimate
+        (:meth:`RateBudget.correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
             ticket = await self._admit(rate_estimate)
             tally.count += 1
             self.http_requests += 1
+            limit_s = timeout_s if attempt > 1 or first_timeout_s is None else first_timeout_s
             try:
-                async with asyncio.timeout(timeout_s):
-                    raw = await self._client.chat.completions.with_raw_response.create(
-                        model=model,
-                        messages=msgs,  # type: ignore[arg-type]
-                        timeout=timeout_s,
-                        **kwargs,
-                    )
-                completion = reply_from(raw)
+                async with asyncio.timeout(limit_s):
+                    headers, value = await request(limit_s)
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release()
                 failure = classify(exc)
                 assert failure is not None
+                if failure.reason == "timeout" and limit_s < timeout_s:
+                    failure = replace(failure, reason="stalled")
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
                     raise _translate(failure, attempt) from exc
@@ -110,15 +151,17 @@ class AttemptLoop:
             else:
                 self._limiter.on_success(ticket)
                 self._limiter.release()
-                self._rate.observe(raw.headers)
+                self._rate.observe(headers)
                 available = self._rate.available(rate_estimate)
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
-                charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
-                self._rate.correct(rate_estimate, charged)
-                return completion
+                return value
             self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
             await asyncio.sleep(wait)
+
+    def correct(self, estimate: int, charged: int) -> None:
+        """The provider charged ``charged`` tokens for a request taken at ``estimate``."""
+        self._rate.correct(estimate, charged)
 
     async def _admit(self, rate_estimate: int) -> LimiterTicket:
         """Take rate budget, then a concurrency slot; returns the slot's ticket."""

@@ -81,6 +81,11 @@ class GatewayConfig(BaseModel):
     # --- deadlines and retries --------------------------------------------------------------
     timeout_s: float = Field(default=_default("llm_timeout_s"), gt=0)
     """Deadline of one HTTP attempt."""
+    stall_factor: float | None = Field(default=2.0, gt=1)
+    """A first attempt is given up (and sent again) after this many times the 99th
+    percentile of its node's answer times so far, scaled to its ``max_tokens``, when that is
+    shorter than ``timeout_s`` (a stalled request then costs seconds, not the whole
+    deadline). ``None``: every attempt waits ``timeout_s``."""
     max_retries: int = Field(default=_default("llm_max_retries"), ge=0)
     """Retries after the first attempt, for retryable errors only."""
     deadline_s: float = Field(default=_default("llm_call_deadline_s"), gt=0)

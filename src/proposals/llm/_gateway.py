@@ -28,6 +28,7 @@ from ._attempts import AttemptLoop, Attempts
 from ._cache import CachedResponse, ResponseCache, request_key
 from ._client import build_clients, check_connection
 from ._config import GatewayConfig
+from ._embed import Embeddings, send_embeddings
 from ._errors import InvalidOutputError, RetriesExhausted
 from ._limiter import AdaptiveLimiter
 from ._output import Reply, json_schema_format, repair_messages, short_errors, try_parse
@@ -36,6 +37,7 @@ from ._recorder import CallRecorder, Listener
 from ._retry import RetryPolicy
 from ._safecache import SafeCache
 from ._shared import SharedBudget, SharedLimiter
+from ._stall import StallWatch
 from ._usage import Budget, CallTags, PriceTable, Usage, UsageTotals
 
 __all__ = [
@@ -164,6 +166,7 @@ class LLMGateway:
             self._policy,
             rng or random.Random(),
             self._recorder.emit,
+            StallWatch(config.stall_factor),
         )
         self._ids = itertools.count(1)
         self._provider_name = (
@@ -256,6 +259,53 @@ class LLMGateway:
             estimated=estimated,
             priced_as=priced_as,
         )
+
+    # --- embeddings -------------------------------------------------------------------------
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        dimensions: int | None = None,
+        tags: CallTags | None = None,
+        timeout_s: float | None = None,
+    ) -> Embeddings:
+        """Embed ``texts`` in one ``POST /embeddings`` request under this gateway's budgets.
+
+        The request takes a concurrency slot and its tokens from the RPM/TPM budgets (this
+        process's share of them with a shared budget), is retried like a chat call and
+        teaches the limits the same way; its usage is accounted under ``tags``. Raises the
+        gateway's errors (:class:`RetriesExhausted`, :class:`NonRetryableError`).
+        """
+        if self._closed:
+            raise ProposalsError("the LLM gateway is closed")
+        tags = tags or CallTags()
+        base: dict[str, Any] = {
+            "call_id": next(self._ids),
+            "run_id": tags.run_id,
+            "node": tags.node,
+            "model": model,
+        }
+        deadline = self.config.deadline_s
+        try:
+            async with asyncio.timeout(deadline):
+                result = await send_embeddings(
+                    self._attempts,
+                    self._client,
+                    texts,
+                    model=model,
+                    dimensions=dimensions,
+                    timeout_s=timeout_s or self.config.timeout_s,
+                    base=base,
+                )
+        except TimeoutError as exc:
+            raise RetriesExhausted(
+                f"no embeddings within the call's deadline of {deadline:g} s",
+                attempts=0,
+                cause="deadline",
+            ) from exc
+        self._recorder.add_usage(tags, self._usage(model, result.prompt_tokens, 0, estimated=False))
+        return result
 
     # --- the call ---------------------------------------------------------------------------
     @overload

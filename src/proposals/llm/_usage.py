@@ -50,6 +50,10 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "gpt-3.5-turbo": ModelPrice(input_per_1m=0.50, output_per_1m=1.50),
     "o3-mini": ModelPrice(input_per_1m=1.10, output_per_1m=4.40),
     "o4-mini": ModelPrice(input_per_1m=1.10, output_per_1m=4.40),
+    # Embedding models (input only), for embeddings sent through a gateway.
+    "text-embedding-3-small": ModelPrice(input_per_1m=0.02, output_per_1m=0.0),
+    "text-embedding-3-large": ModelPrice(input_per_1m=0.13, output_per_1m=0.0),
+    "text-embedding-ada-002": ModelPrice(input_per_1m=0.10, output_per_1m=0.0),
 }
 """Defaults; pass ``GatewayConfig(prices=...)`` to override or add models."""
 

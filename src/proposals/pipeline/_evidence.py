@@ -104,15 +104,28 @@ async def prefetch_queries(store: Store, jobs: list[Job]) -> None:
 
 
 async def search_jobs(ctx: PipelineContext, store: Store, jobs: list[Job]) -> list[list[SearchHit]]:
-    """Each job's evidence (hybrid search, country-filtered, the lens's document types)."""
+    """Each job's evidence (hybrid search, country-filtered, the lens's document types): the
+    jobs of one lens and country share a filter, so they go to the database as one batch."""
     await prefetch_queries(store, jobs)
     k = ctx.request.options.evidence_k
+    groups: dict[tuple[Lens, str], list[int]] = {}
+    for i, (lens, country, _, _) in enumerate(jobs):
+        groups.setdefault((lens, country), []).append(i)
 
-    def search(lens: Lens, country: str, profile: Profile, theme: dict[str, Any]) -> Any:
-        query = _query(lens, profile, theme)
-        return lambda: store.search(query, k=k, country=country, doc_types=LENS_DOC_TYPES[lens])
+    def search(lens: Lens, country: str, members: list[int]) -> Any:
+        queries = [_query(lens, jobs[i][2], jobs[i][3]) for i in members]
+        return lambda: store.search_many(
+            queries, k=k, country=country, doc_types=LENS_DOC_TYPES[lens]
+        )
 
-    return await limited([search(*job) for job in jobs], SEARCH_CONCURRENCY)
+    found = await limited(
+        [search(*key, members) for key, members in groups.items()], SEARCH_CONCURRENCY
+    )
+    results: list[list[SearchHit]] = [[] for _ in jobs]
+    for members, hits in zip(groups.values(), found, strict=True):
+        for i, one in zip(members, hits, strict=True):
+            results[i] = one
+    return results
 
 
 def pack_batches(

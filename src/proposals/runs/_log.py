@@ -133,12 +133,22 @@ class EventLog:
     ) -> None:
         if not events:
             return
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO run_events (run_id, tenant, seq, type, data, at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [(e.run_id, tenant, e.seq, e.type, e.model_dump_json(), e.at) for e in events],
-            )
+        # One statement, not ``executemany``: that runs in a pipeline, which psycopg leaves
+        # half-open when the writing task is cancelled (see ``db.discard_pipelined``).
+        await conn.execute(
+            "INSERT INTO run_events (run_id, tenant, seq, type, data, at)"
+            " SELECT e.run_id, %s, e.seq, e.type, e.data, e.at FROM unnest("
+            "%s::text[], %s::int[], %s::text[], %s::jsonb[], %s::timestamptz[])"
+            " AS e(run_id, seq, type, data, at)",
+            (
+                tenant,
+                [e.run_id for e in events],
+                [e.seq for e in events],
+                [e.type for e in events],
+                [e.model_dump_json() for e in events],
+                [e.at for e in events],
+            ),
+        )
         await conn.execute(
             "SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, f"{events[-1].run_id} {events[-1].seq}")
         )

@@ -18,8 +18,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..config import Settings
-from ..db import Database
-from ..embeddings import Embedder, embedder_from_settings
+from ..db import Database, discard_pipelined
+from ..embeddings import Embedder, open_embedder
 from ..errors import DatabaseError
 from ..llm import GatewayConfig, LLMGateway, ResponseCache, SharedBudget, share_settings
 from ..store import Store
@@ -75,9 +75,6 @@ async def open_services(
         if database is None:
             database = await Database.open(settings)
             stack.push_async_callback(database.close)
-        if embedder is None:
-            embedder = embedder_from_settings(settings)
-        store = Store(database, embedder)
         overrides = dict(gateway_overrides or {})
         simulator = None
         if simulator_url is None and not settings.provider_configured:
@@ -121,6 +118,12 @@ async def open_services(
                 shared=shared,
             )
         )
+        if embedder is None:
+            # Embedding requests to the gateway's endpoint share its lease (shared budget).
+            embedder = await stack.enter_async_context(
+                open_embedder(settings, database=database, gateway=gateway)
+            )
+        store = Store(database, embedder)
         checkpointer = await _checkpointer(stack, database.url)
         yield Services(
             settings=settings,
@@ -143,6 +146,7 @@ async def _checkpointer(stack: contextlib.AsyncExitStack, url: str) -> AsyncPost
         max_size=4,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        reset=discard_pipelined,  # LangGraph writes in pipelines; see there
         name="proposals-checkpoints",
     )
     try:

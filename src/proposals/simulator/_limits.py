@@ -130,6 +130,9 @@ class SimStats:
 
     requests: int = 0
     completed: int = 0
+    """Requests answered with 200 (chat completions and embeddings)."""
+    embeddings: int = 0
+    """Embeddings requests answered."""
     streamed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -169,6 +172,7 @@ class SimStats:
         return {
             "requests": self.requests,
             "completed": self.completed,
+            "embeddings": self.embeddings,
             "streamed": self.streamed,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,

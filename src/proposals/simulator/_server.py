@@ -13,12 +13,14 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import unquote
 
 import h11
 
 from ._answer import Answerer, error_body, max_output
+from ._embeddings import embedding_request
 from ._limits import RateLimiter, SimStats
 from ._profiles import SimulatorProfile
 
@@ -198,7 +200,7 @@ class Simulator:
         *,
         count: bool = True,
     ) -> None:
-        if count:  # only chat completions are counted; /sim/* and /models are not
+        if count:  # chat completions and embeddings are counted; /sim/* and /models not
             self._stats.count_status(status)
         all_headers = [_JSON, (b"content-length", str(len(body)).encode()), *self._headers()]
         if headers:
@@ -233,25 +235,16 @@ class Simulator:
                 deployment = parts[2]
             elif parts[:-2] not in ([], ["v1"], ["openai"], ["openai", "v1"]):
                 return await self._not_found(conn, writer, path)
-            self._stats.request_started()
-            try:
-                await self._chat(conn, reader, writer, body, deployment)
-            except (_Closed, ConnectionError, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a simulator bug must not look like a provider fault
-                log.exception("simulator failed on a request")
-                if conn.our_state is not h11.SEND_RESPONSE:
-                    _reset(writer)
-                    raise _Closed from exc
-                await self._send(
-                    conn,
-                    writer,
-                    500,
-                    error_body(f"simulator internal error: {exc!r}", "simulator_error"),
-                )
-            finally:
-                self._stats.in_flight -= 1
-            return None
+            return await self._request(
+                conn, writer, self._chat(conn, reader, writer, body, deployment)
+            )
+        if method == "POST" and parts[-1:] == ["embeddings"]:
+            deployment = None
+            if len(parts) == 4 and parts[:2] == ["openai", "deployments"]:
+                deployment = parts[2]
+            elif parts[:-1] not in ([], ["v1"], ["openai"], ["openai", "v1"]):
+                return await self._not_found(conn, writer, path)
+            return await self._request(conn, writer, self._embed(conn, writer, body, deployment))
         if method == "GET" and parts in (["v1", "models"], ["models"], ["openai", "models"]):
             return await self._send(conn, writer, 200, self._models_body(), count=False)
         if method == "GET" and parts == ["sim", "stats"]:
@@ -264,6 +257,29 @@ class Simulator:
                 conn, writer, 200, json.dumps(self.stats()).encode(), count=False
             )
         return await self._not_found(conn, writer, path)
+
+    async def _request(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, handle: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run a counted request's handler (a chat completion or embeddings)."""
+        self._stats.request_started()
+        try:
+            await handle
+        except (_Closed, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a simulator bug must not look like a provider fault
+            log.exception("simulator failed on a request")
+            if conn.our_state is not h11.SEND_RESPONSE:
+                _reset(writer)
+                raise _Closed from exc
+            await self._send(
+                conn,
+                writer,
+                500,
+                error_body(f"simulator internal error: {exc!r}", "simulator_error"),
+            )
+        finally:
+            self._stats.in_flight -= 1
 
     async def _not_found(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, path: str
@@ -370,6 +386,33 @@ class Simulator:
         stats.completed += 1
         stats.prompt_tokens += p_tokens
         stats.completion_tokens += c_tokens
+
+    # -- embeddings -----------------------------------------------------------------------
+    async def _embed(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        raw: bytes,
+        deployment: str | None,
+    ) -> None:
+        """Embeddings under the same quotas as chat completions (no faults injected)."""
+        stats = self._stats
+        try:
+            request = embedding_request(raw, deployment or "text-embedding-3-small")
+        except ValueError as exc:
+            stats.rejects["bad_request"] += 1
+            body = error_body(str(exc), "invalid_request_error", param="input")
+            return await self._send(conn, writer, 400, body)
+        cause, wait = self._limiter.try_acquire(request.tokens)
+        if cause is not None:
+            return await self._rate_limited(conn, writer, cause, wait)
+        stats.charged_tokens += request.tokens
+        payload = request.answer()
+        await asyncio.sleep(self.profile.latency_s(0))
+        await self._send(conn, writer, 200, payload)
+        stats.completed += 1
+        stats.embeddings += 1
+        stats.prompt_tokens += request.tokens
 
     async def _rate_limited(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, cause: str, wait: float

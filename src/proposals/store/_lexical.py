@@ -50,13 +50,18 @@ TEXT_CANDIDATES = 1000
 lead to candidates have this many postings together, at most."""
 
 
-def text_ctes(cond: sql.Composable) -> sql.Composable:
+_QUERY = sql.SQL("%(q)s")
+_VECTOR = sql.SQL("%(vec)s::vector")
+
+
+def text_ctes(cond: sql.Composable, query: sql.Composable = _QUERY) -> sql.Composable:
     """CTEs ``qt`` (weighted terms), ``tm`` (their total) and ``t`` (text hits ranked by score,
-    ``id, score, r``) for the query ``%(q)s`` under the filter ``cond``. Parameters:
-    ``q``, ``total`` (chunks in the store), ``cap``, ``pair``, ``fetch``, ``sample`` (whether
-    a rarest word over the cap still leads to candidates: text-only search)."""
+    ``id, score, r``) for the text ``query`` (default the ``q`` parameter) under the filter
+    ``cond``. Parameters: ``total`` (chunks in the store), ``cap``, ``pair``, ``fetch``,
+    ``sample`` (whether a rarest word over the cap still leads to candidates: text-only
+    search)."""
     return sql.SQL(
-        "qpos AS MATERIALIZED (SELECT w.lexeme, p FROM unnest(to_tsvector('english', %(q)s)) w,"
+        "qpos AS MATERIALIZED (SELECT w.lexeme, p FROM unnest(to_tsvector('english', {q})) w,"
         " unnest(w.positions) p), "
         "qw AS MATERIALIZED (SELECT s.lexeme, s.chunks AS df,"
         " ln(1 + (%(total)s::float8 - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf"
@@ -75,18 +80,19 @@ def text_ctes(cond: sql.Composable) -> sql.Composable:
         # Scored as read: no copy of the candidates' tsvectors, no join of them with the terms.
         "t AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS r FROM ("
         "SELECT id, score FROM (SELECT c.id, (SELECT sum(qt.w) FROM qt WHERE c.tsv @@ qt.tq)"
-        " AS score FROM qg, chunks c WHERE c.tsv @@ qg.tq AND {} LIMIT %(cap)s) z"
+        " AS score FROM qg, chunks c WHERE c.tsv @@ qg.tq AND {cond} LIMIT %(cap)s) z"
         " ORDER BY score DESC, id LIMIT %(fetch)s) y)"
-    ).format(cond)
+    ).format(cond=cond, q=query)
 
 
-def fusion_cte() -> sql.Composable:
+def fusion_cte(vector: sql.Composable = _VECTOR) -> sql.Composable:
     """CTE ``s`` (``id, score``, the best ``%(k)s``): every candidate of ``v`` and ``t``
-    rescored by exact cosine plus ``%(beta)s`` times its normalised text score."""
+    rescored by exact cosine to ``vector`` (default the ``vec`` parameter) plus ``%(beta)s``
+    times its normalised text score."""
     return sql.SQL(
-        "s AS (SELECT u.id, (1 - (c.embedding <=> %(vec)s::vector)) + coalesce(%(beta)s *"
+        "s AS (SELECT u.id, (1 - (c.embedding <=> {vec})) + coalesce(%(beta)s *"
         " power((SELECT sum(qt.w) FROM qt WHERE c.tsv @@ qt.tq) / nullif(tm.m, 0), %(power)s),"
         " 0) AS score"
         " FROM (SELECT id FROM v UNION SELECT id FROM t) u JOIN chunks c ON c.id = u.id, tm"
         " ORDER BY score DESC, u.id LIMIT %(k)s)"
-    )
+    ).format(vec=vector)

@@ -23,7 +23,15 @@ from ._lexical import (
 from ._models import SearchMode
 from ._schema import country_condition
 
-__all__ = ["Plan", "Stats", "plan_search", "run_search", "search_statement"]
+__all__ = [
+    "BATCH_REFS",
+    "Plan",
+    "Stats",
+    "batch_statement",
+    "plan_search",
+    "run_search",
+    "search_statement",
+]
 
 _EXACT_BELOW = 4000  # filters keeping fewer chunks than this are answered by an exact scan
 _EF_MIN, _EF_MAX = 40, 1000
@@ -94,9 +102,9 @@ async def run_search(
     statement: sql.Composed,
     args: dict[str, Any],
     plan: Plan | None,
-) -> tuple[list[Any], int]:
-    """Run a :func:`search_statement`: one round trip (settings, query and commit are
-    pipelined). Returns the rows and how many rows the vector half found."""
+) -> list[Any]:
+    """Run a :func:`search_statement` or :func:`batch_statement`: one round trip (settings,
+    query and commit are pipelined). Returns the rows."""
     ef = plan.ef if plan is not None else _EF_MIN
     async with conn.pipeline():
         async with conn.transaction():
@@ -109,8 +117,7 @@ async def run_search(
                 (str(ef),),
             )
             cur = await conn.execute(statement, args)
-        rows = await cur.fetchall()
-    return rows, (int(rows[0][2]) if rows else 0)
+        return await cur.fetchall()
 
 
 def _filters(country: str | None, types: list[str] | None) -> sql.Composable:
@@ -135,12 +142,16 @@ def search_statement(
     types: list[str] | None,
     tenant: str,
     total: int = 0,
+    *,
+    refs: tuple[sql.Composable, sql.Composable] | None = None,
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The whole search as one statement: ranked CTEs ``v`` (vectors) and ``t`` (query words
     weighted by rarity, see :mod:`._lexical`; ``total`` is the number of stored chunks), fused
     into ``s`` (cosine plus weighted text score), joined to the citations. Columns: chunk id, score, how many rows ``v``
     found (so a short filtered HNSW answer can be detected), then the rest of
-    :data:`HIT_COLUMNS`."""
+    :data:`HIT_COLUMNS`. ``refs``: the SQL standing for the query text and vector (default
+    the ``q`` and ``vec`` parameters)."""
+    q_ref, vec_ref = refs or (sql.SQL("%(q)s"), sql.SQL("%(vec)s::vector"))
     cond = _filters(country, types)
     ctes: list[sql.Composable] = []
     if vector is not None:
@@ -149,25 +160,25 @@ def search_statement(
             # MATERIALIZED keeps the planner from walking the HNSW index for this one.
             ctes.append(
                 sql.SQL(
-                    "f AS MATERIALIZED (SELECT c.id, c.embedding FROM chunks c WHERE {}), "
+                    "f AS MATERIALIZED (SELECT c.id, c.embedding FROM chunks c WHERE {cond}), "
                     "v AS (SELECT id, d, row_number() OVER (ORDER BY d, id) AS r FROM ("
-                    "SELECT id, embedding <=> %(vec)s::vector AS d FROM f "
+                    "SELECT id, embedding <=> {vec} AS d FROM f "
                     "ORDER BY d LIMIT %(fetch)s) x)"
-                ).format(cond)
+                ).format(cond=cond, vec=vec_ref)
             )
         else:
             ctes.append(
                 sql.SQL(
                     "v AS (SELECT id, d, row_number() OVER (ORDER BY d, id) AS r FROM ("
-                    "SELECT c.id, c.embedding <=> %(vec)s::vector AS d FROM chunks c WHERE {} "
-                    "ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(fetch)s) x)"
-                ).format(cond)
+                    "SELECT c.id, c.embedding <=> {vec} AS d FROM chunks c WHERE {cond} "
+                    "ORDER BY c.embedding <=> {vec} LIMIT %(fetch)s) x)"
+                ).format(cond=cond, vec=vec_ref)
             )
     if mode != "vector":
-        ctes.append(text_ctes(cond))
+        ctes.append(text_ctes(cond, q_ref))
     fuse: sql.Composable
     if mode == "hybrid":
-        fuse = fusion_cte()
+        fuse = fusion_cte(vec_ref)
     elif mode == "vector":
         fuse = sql.SQL("s AS (SELECT id, 1 - d AS score FROM v ORDER BY r LIMIT %(k)s)")
     else:
@@ -196,4 +207,31 @@ def search_statement(
     }
     if vector is not None:
         args["vec"] = vector
+    return statement, args
+
+
+BATCH_REFS = (sql.SQL("b.q"), sql.SQL("b.vec"))
+"""The ``refs`` of a :func:`search_statement` that :func:`batch_statement` runs per query."""
+
+
+def batch_statement(
+    queries: list[str], vectors: np.ndarray | None, inner: sql.Composed, args: dict[str, Any]
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """Several searches under one filter as one statement: ``inner`` (a
+    :func:`search_statement` built with :data:`BATCH_REFS`, and its ``args``) run ``LATERAL``
+    for each query and its row of ``vectors``, so each gets the very rows it would alone,
+    planned once. Columns: the query's position (from 1), then those of ``inner``; rows
+    ordered by position, then as one search orders them."""
+    args = {k: v for k, v in args.items() if k not in ("q", "vec")}
+    args["qs"] = list(queries)
+    if vectors is not None:
+        args["vecs"] = list(vectors)
+    statement = sql.SQL(
+        "SELECT b.n, x.* FROM unnest(%(qs)s::text[]{}) WITH ORDINALITY AS b(q, {}n)"
+        " CROSS JOIN LATERAL ({}) x ORDER BY 1, 3 DESC, 2"
+    ).format(
+        sql.SQL(", %(vecs)s::vector[]" if vectors is not None else ""),
+        sql.SQL("vec, " if vectors is not None else ""),
+        inner,
+    )
     return statement, args

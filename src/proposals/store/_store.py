@@ -7,8 +7,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import psycopg
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database, database_errors
@@ -69,7 +71,26 @@ class Store:
         similarity (vector), or the sum of the matched terms' weights (text); see
         :mod:`proposals.store._lexical`.
         """
-        if not query.strip():
+        hits = await self.search_many([query], k, country=country, doc_types=doc_types, mode=mode)
+        return hits[0]
+
+    async def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        country: str | None = None,
+        doc_types: Sequence[str] | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for each of ``queries`` under the same filter, in one statement (one
+        plan, one round trip): each query gets the hits it gets alone for the same query
+        vector. The queries are embedded in one call of the embedder (a model's vectors can
+        depend slightly on the batch; embed them beforehand through a
+        :class:`~proposals.embeddings.CachingEmbedder` to choose how)."""
+        if not queries:
+            return []
+        if any(not q.strip() for q in queries):
             raise InputError("the search query is empty")
         if k < 1:
             raise InputError("k must be at least 1")
@@ -80,44 +101,67 @@ class Store:
         fetch = max(k * 2, 20) if mode == "hybrid" else k
         if mode != "text" and self.embedder is None:
             raise InputError("vector search needs an embedder: Store(database, embedder)")
-        vector: np.ndarray | None = None
+        vectors: np.ndarray | None = None
         # Model check and query embedding first: their errors reach the caller as they are.
         if mode != "text" and self.embedder and await self._index_info_checked() is not None:
-            vector = (await self.embedder.embed([query]))[0]
-        plan = await self._plan(cc, types, fetch) if vector is not None else None
+            vectors = await self.embedder.embed(list(queries))
+        plan = await self._plan(cc, types, fetch) if vectors is not None else None
         if mode == "vector" and (plan is None or plan.matching == 0):
-            return []
+            return [[] for _ in queries]
         if plan is not None and plan.matching == 0:
-            plan, vector = None, None  # nothing the vector half could find
-        fused = mode if vector is not None else "text"
+            plan, vectors = None, None  # nothing the vector half could find
+        fused = mode if vectors is not None else "text"
         total = (await self._stats_cached()).total if fused != "vector" else 0
+        common = (fused, k, fetch, cc, types, self.tenant, total)
+        out: list[list[SearchHit]] = []
         with database_errors("search the chunks"):
             async with self.database.pool.connection() as conn:
-                statement, args = _search.search_statement(
-                    query, vector, plan, fused, k, fetch, cc, types, self.tenant, total
-                )
-                rows, from_vectors = await _search.run_search(conn, statement, args, plan)
-                while (
-                    plan is not None and not plan.exact and from_vectors < min(fetch, plan.matching)
-                ):
-                    # Short answer from a filtered HNSW scan: the candidates ran out before the
-                    # filter kept enough. Retry with a wider beam (still far cheaper than reading
-                    # every filtered row), then exactly, rather than return too little.
-                    wider = plan.wider()
-                    log.debug(
-                        "filtered HNSW scan returned %d of %d rows (ef_search=%d); %s",
-                        from_vectors,
-                        min(fetch, plan.matching),
-                        plan.ef,
-                        "exact rescan" if wider.exact else f"retry with ef_search={wider.ef}",
+                if len(queries) == 1:
+                    vector = vectors[0] if vectors is not None else None
+                    st, args = _search.search_statement(queries[0], vector, plan, *common)
+                    per_query = [await _search.run_search(conn, st, args, plan)]
+                else:
+                    first = vectors[0] if vectors is not None else None
+                    inner, args = _search.search_statement(
+                        "", first, plan, *common, refs=_search.BATCH_REFS
                     )
-                    plan = wider
-                    statement, args = _search.search_statement(
-                        query, vector, plan, fused, k, fetch, cc, types, self.tenant, total
-                    )
-                    rows, from_vectors = await _search.run_search(conn, statement, args, plan)
-                hits = [_documents.hit_from_row((r[0], *r[3:]), float(r[1])) for r in rows]
-        return hits
+                    st, args = _search.batch_statement(list(queries), vectors, inner, args)
+                    rows = await _search.run_search(conn, st, args, plan)
+                    per_query = [
+                        [r[1:] for r in rows if r[0] == n + 1] for n in range(len(queries))
+                    ]
+                for i, rows in enumerate(per_query):
+                    vector = vectors[i] if vectors is not None else None
+                    rows = await self._widen(conn, queries[i], vector, plan, rows, common)
+                    out.append([_documents.hit_from_row((r[0], *r[3:]), float(r[1])) for r in rows])
+        return out
+
+    async def _widen(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        query: str,
+        vector: np.ndarray | None,
+        plan: _search.Plan | None,
+        rows: list[Any],
+        common: tuple[Any, ...],
+    ) -> list[Any]:
+        """``rows``, or after a short answer from a filtered HNSW scan (the candidates ran out
+        before the filter kept enough), the search redone with a wider beam (still far cheaper
+        than reading every filtered row), then exactly, rather than return too little."""
+        fetch = common[2]
+        while plan is not None and not plan.exact and _found(rows) < min(fetch, plan.matching):
+            wider = plan.wider()
+            log.debug(
+                "filtered HNSW scan returned %d of %d rows (ef_search=%d); %s",
+                _found(rows),
+                min(fetch, plan.matching),
+                plan.ef,
+                "exact rescan" if wider.exact else f"retry with ef_search={wider.ef}",
+            )
+            plan = wider
+            st, args = _search.search_statement(query, vector, plan, *common)
+            rows = await _search.run_search(conn, st, args, plan)
+        return rows
 
     async def _plan(self, country: str | None, types: list[str] | None, fetch: int) -> _search.Plan:
         return _search.plan_search(await self._stats_cached(), country, types, fetch, self.tenant)
@@ -220,6 +264,11 @@ class Store:
             async with self.database.pool.connection() as conn:
                 await _schema.reset_index(conn)
         self.invalidate()
+
+
+def _found(rows: list[Any]) -> int:
+    """How many rows the vector half of a search found (its third column)."""
+    return int(rows[0][2]) if rows else 0
 
 
 @dataclass
