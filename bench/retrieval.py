@@ -466,7 +466,9 @@ NOTES = [
     "type and one type. Sequential, one client, k=10, hybrid.",
     "before = the src/proposals/store package at baseline_commit (loaded from git: all-words "
     "full text, reciprocal rank fusion); after = the current store (rarity-weighted any-word "
-    "full text from lexeme_stats, cosine + weighted text share fusion). Each query runs on both, alternating order, so both see the same load. Phase 1 "
+    "full text from lexeme_stats, candidates only from the rarest words whose postings "
+    "together fit TEXT_CANDIDATES, cosine + weighted text share fusion). Each query runs on "
+    "both, alternating order, so both see the same load. Phase 1 "
     "has only the global HNSW index; phase 2 adds the per-country partial indexes. "
     "minus_embedding subtracts the time of that same call's query embedding.",
     "PostgreSQL 16 + pgvector 0.6.2 from pgserver (no iterative index scan), 2 cores shared "

@@ -14,6 +14,8 @@ from proposals.errors import EmbeddingModelMismatch, InputError
 from proposals.ingest import IngestProgress, ingest
 from proposals.store import Store
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "corpus"
+
 
 def _corpus(tmp_path: Path) -> Path:
     root = tmp_path / "corpus"
@@ -111,16 +113,24 @@ async def test_bad_files_are_reported_and_others_go_on(database: Database, tmp_p
     (root / "AR/official/empty.txt").write_bytes(b"")
     (root / "AR/official/junk.txt").write_bytes(bytes(range(256)) * 10)
     (root / "AR/official/cut.pdf").write_bytes(b"%PDF-1.4\n1 0 obj\n<<")
+    # Header and end marker in place, nothing readable between: PDFium and pypdf both refuse.
+    (root / "AR/official/broken.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) + b"\n%%EOF\n")
     (root / "AR/official/picture.png").write_bytes(b"\x89PNG")
+    pdf = EXAMPLES / "AR/technical_report/savings-pilot-evaluation.pdf"
+    (root / "AR/technical_report").mkdir()
+    (root / "AR/technical_report" / pdf.name).write_bytes(pdf.read_bytes())
     report = await ingest(
         [root, tmp_path / "missing.md"], database=database, embedder=HashEmbedder()
     )
-    assert len(report.added) == 3 and not report.ok
+    assert len(report.added) == 4 and not report.ok
     reasons = {Path(f.path).name: f.reason for f in report.failed}
-    assert set(reasons) == {"empty.txt", "junk.txt", "cut.pdf", "missing.md"}
+    assert set(reasons) == {"empty.txt", "junk.txt", "cut.pdf", "broken.pdf", "missing.md"}
     assert "empty" in reasons["empty.txt"] and "binary" in reasons["junk.txt"]
     assert "truncated" in reasons["cut.pdf"] and "no such file" in reasons["missing.md"]
+    assert "damaged PDF" in reasons["broken.pdf"]
     assert [Path(i.path).name for i in report.ignored] == ["picture.png"]
+    hits = await Store(database).search("Operation Qbr-Harvest", 3, mode="text")
+    assert hits and hits[0].citation.page == 3
 
 
 async def test_model_mismatch_is_refused_until_reset(database: Database, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,34 @@ def test_pdf_pages_are_kept() -> None:
     assert any("Operation Qbr-Harvest" in b.text and b.page == 3 for b in doc.blocks)
 
 
+def _sec_10q() -> Path:
+    """``../shared/data/sec-10q/docs`` beside the checkout (for a git worktree: beside the main
+    checkout, found through git's common directory)."""
+    root = Path(__file__).resolve().parents[1]
+    common = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    for base in (root.parent, *([Path(common).parent.parent] if common else [])):
+        if (base / "shared").is_dir():
+            return base / "shared" / "data" / "sec-10q" / "docs"
+    return root.parent / "shared" / "data" / "sec-10q" / "docs"
+
+
+SEC_10Q = _sec_10q()
+
+
+@pytest.mark.skipif(
+    not SEC_10Q.is_dir(), reason="../shared/data/sec-10q is not beside the checkout"
+)
+def test_real_filing_loads_with_its_title_and_pages() -> None:
+    doc = load_file(SEC_10Q / "2023 Q2 AAPL.pdf")
+    assert doc.title == "0000320193-23-000064"  # the filing's own metadata title
+    assert sorted({b.page for b in doc.blocks}) == list(range(1, 29))
+    assert any(b.text.startswith("Note 2 \u2013 Revenue") for b in doc.blocks)
+
+
 def test_docx_headings_and_tables() -> None:
     doc = load_file(CORPUS / "BR" / "technical_report" / "savings-pilot-evaluation.docx")
     assert doc.title == "Evaluation of the Cofre Ipe pilot in Brazil"
@@ -177,6 +206,13 @@ def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "locked.pdf", buf.getvalue())
     with pytest.raises(IngestError, match="encrypted PDF"):
         load_file(path)
+
+
+def test_pdf_that_neither_engine_reads_is_reported_as_damaged(tmp_path: Path) -> None:
+    path = _write(tmp_path, "broken.pdf", b"%PDF-1.7\n" + bytes(range(256)) + b"\n%%EOF\n")
+    with pytest.raises(IngestError, match="damaged PDF") as info:
+        load_file(path)
+    assert info.value.path == str(path)
 
 
 # --- splitter ----------------------------------------------------------------------------------

@@ -337,6 +337,23 @@ async def test_country_indexes_are_built_used_and_keep_filters_exact(
         assert (await cur.fetchone()) == (0,)
 
 
+async def test_words_over_the_candidate_cap_score_but_lead_to_no_candidates(
+    mini: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'account' is in two chunks (Wallet limits, Quilmes), 'quillango' in one. With room for
+    one posting, only the rare word leads to candidates; the common one still scores them.
+    Text-only search of the common word alone reads the capped sample rather than nothing."""
+    both = await mini.search("quillango account", k=5, mode="text")
+    assert set(_titles(both)) == {"Wallet limits", "Quilmes branch"}
+    monkeypatch.setattr(store_search, "TEXT_CANDIDATES", 1)
+    rare_only = await mini.search("quillango account", k=5, mode="text")
+    assert _titles(rare_only) == ["Wallet limits"]
+    full = {h.citation.title: h.score for h in both}["Wallet limits"]
+    assert rare_only[0].score == pytest.approx(full)  # 'account' still counted in its score
+    assert len(await mini.search("account", k=5, mode="text")) == 1
+    assert _titles(await mini.search("quillango account", k=3))[0] == "Wallet limits"
+
+
 async def test_text_mode_ranks_all_word_matches_above_any_word_matches(
     database: Database, tmp_path: Path
 ) -> None:

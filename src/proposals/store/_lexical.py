@@ -8,9 +8,13 @@ So the text half works like BM25 without term frequency:
   weighted by its inverse document frequency over the chunks (``lexeme_stats``, kept by
   triggers); adjacent words of the question also count as a phrase (``a <-> b``), weighted as
   the commoner of the two, so "net sales" outranks chunks that say "net" and "sales" apart;
-- **candidates**: chunks holding any of the rarest words, adding words from the rarest up until
-  their postings reach ``TEXT_CANDIDATES`` (a word in half the corpus is never the way in: it
-  would make the half cost tens of milliseconds at 100k chunks and carries little signal);
+- **candidates**: chunks holding any of the rarest words, adding words from the rarest while
+  their postings together stay within ``TEXT_CANDIDATES``. A word with more postings than that
+  is never the way in: its chunks could only be read in storage order, cut off at the cap (an
+  arbitrary sample, not a ranking), and at 100k chunks reading them made the text half cost
+  more than the vector half. Such a word still scores the candidates found otherwise. Only
+  when the text half is the whole search and even the rarest word is that common, its first
+  ``TEXT_CANDIDATES`` chunks are scored, since nothing else would answer;
 - **score**: the sum of the weights of the terms a chunk holds; codes, names and numbers are
   rare, so a chunk holding one wins by a wide margin.
 
@@ -42,7 +46,8 @@ few of the question's words gains little, one holding most of its rare words muc
 PHRASE_WEIGHT = 1.0
 """Weight of two adjacent question words found adjacent, relative to the commoner word's."""
 TEXT_CANDIDATES = 1000
-"""Postings read (and chunks scored, at most) by the text half of one search."""
+"""Postings read (and chunks scored, at most) by the text half of one search: the words that
+lead to candidates have this many postings together, at most."""
 
 
 _QUERY = sql.SQL("%(q)s")
@@ -52,7 +57,9 @@ _VECTOR = sql.SQL("%(vec)s::vector")
 def text_ctes(cond: sql.Composable, query: sql.Composable = _QUERY) -> sql.Composable:
     """CTEs ``qt`` (weighted terms), ``tm`` (their total) and ``t`` (text hits ranked by score,
     ``id, score, r``) for the text ``query`` (default the ``q`` parameter) under the filter
-    ``cond``. Parameters: ``total`` (chunks in the store), ``cap``, ``pair``, ``fetch``."""
+    ``cond``. Parameters: ``total`` (chunks in the store), ``cap``, ``pair``, ``fetch``,
+    ``sample`` (whether a rarest word over the cap still leads to candidates: text-only
+    search)."""
     return sql.SQL(
         "qpos AS MATERIALIZED (SELECT w.lexeme, p FROM unnest(to_tsvector('english', {q})) w,"
         " unnest(w.positions) p), "
@@ -68,13 +75,13 @@ def text_ctes(cond: sql.Composable, query: sql.Composable = _QUERY) -> sql.Compo
         " JOIN qw x ON x.lexeme = a.lexeme JOIN qw y ON y.lexeme = b.lexeme), "
         "tm AS (SELECT coalesce(sum(w), 0) AS m FROM qt), "
         "qg AS MATERIALIZED (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS tq"
-        " FROM (SELECT lexeme, sum(df) OVER (ORDER BY df, lexeme) - df AS before FROM qw) r"
-        " WHERE before < %(cap)s), "
-        "tc AS MATERIALIZED (SELECT c.id, c.tsv FROM qg, chunks c"
-        " WHERE c.tsv @@ qg.tq AND {cond} LIMIT %(cap)s), "
+        " FROM (SELECT lexeme, df, sum(df) OVER (ORDER BY df, lexeme) AS upto FROM qw) r"
+        " WHERE upto <= %(cap)s OR (%(sample)s AND upto = df)), "
+        # Scored as read: no copy of the candidates' tsvectors, no join of them with the terms.
         "t AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS r FROM ("
-        "SELECT tc.id, sum(qt.w) AS score FROM tc JOIN qt ON tc.tsv @@ qt.tq GROUP BY tc.id"
-        " ORDER BY score DESC, tc.id LIMIT %(fetch)s) y)"
+        "SELECT id, score FROM (SELECT c.id, (SELECT sum(qt.w) FROM qt WHERE c.tsv @@ qt.tq)"
+        " AS score FROM qg, chunks c WHERE c.tsv @@ qg.tq AND {cond} LIMIT %(cap)s) z"
+        " ORDER BY score DESC, id LIMIT %(fetch)s) y)"
     ).format(cond=cond, q=query)
 
 

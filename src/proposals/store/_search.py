@@ -197,6 +197,7 @@ def search_statement(
         "k": k,
         "fetch": fetch,
         "cap": TEXT_CANDIDATES,
+        "sample": mode == "text",
         "types": types,
         "total": max(1, total),
         "pair": PHRASE_WEIGHT,
