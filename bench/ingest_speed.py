@@ -48,6 +48,7 @@ def _side(src: Path, work: Path, name: str, set_name: str, threads: str | None) 
         "load_average_1m_at_start": round(load, 2),
         **{k: ingest[k] for k in ("files", "chunks", "wall_s", "embed_s", "chunks_per_s")},
         "cpu_s_ingesting_process": ingest["cpu_s_this_process"],
+        "cpu_s_worker_processes": ingest.get("cpu_s_worker_processes", 0.0),
         "chunks_per_cpu_s": ingest["chunks_per_cpu_s"],
         "quality": {
             mode: {m: round(modes[mode]["all"]["metrics"][m], 3) for m in METRICS} for mode in modes
