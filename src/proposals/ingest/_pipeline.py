@@ -1,7 +1,8 @@
 """Ingest files: parse, split, embed, store — idempotent by content hash, in bounded memory.
 
-Three stages run at once, joined by small queues: parsing and splitting (one thread), embedding
-(the embedder's thread) and writing (the event loop). A file's chunks flow through in slices of
+Three stages run at once, joined by small queues: parsing and splitting (one thread; large
+PDF, DOCX and HTML files are parsed a few files ahead in worker processes, see ``_workers``),
+embedding (the embedder's thread) and writing (the event loop). A file's chunks flow through in slices of
 ``_SLICE``, so a large file is never held whole: it is written slice by slice inside one
 transaction that commits when its last slice is stored (a file is stored whole or not at all).
 A file that fails is recorded with its reason and the others go on; only a whole-run problem
