@@ -261,13 +261,25 @@ async def test_expected_tokens_size_the_request_and_a_cut_answer_is_asked_again(
         sized = await gw.complete(TEXT, max_tokens=2000, expected_tokens=enough)
         charged = sim.stats()["charged_tokens"] - before["charged_tokens"]
         assert charged == sized.usage.prompt_tokens + enough
+        # Decided when the call is admitted: a function, asked then.
+        before = sim.stats()
+        asked: list[int] = []
+        late = await gw.complete(
+            TEXT, max_tokens=2000, expected_tokens=lambda: asked.append(enough) or enough
+        )
+        charged_late = sim.stats()["charged_tokens"] - before["charged_tokens"]
         # Too little: the cut answer is asked again with the whole cap; same answer, same key.
         short = await gw.complete(TEXT, max_tokens=2000, expected_tokens=10)
         stats = gw.stats()
     assert sized.text == whole.text and sized.attempts == 1
+    assert asked and charged_late == late.usage.prompt_tokens + enough
+    assert late.text == whole.text and late.attempts == 1
     assert short.text == whole.text and short.finish_reason == "stop" and short.attempts == 2
     assert short.request_hash == sized.request_hash == whole.request_hash
     assert stats.retries_by_cause == {"output_length": 1}
+    # The answer's own tokens, apart from the cut attempt's that usage also counts.
+    assert short.answer_tokens == whole.usage.completion_tokens
+    assert short.usage.completion_tokens == whole.usage.completion_tokens + 10
 
 
 async def test_context_overflow_is_raised_at_once() -> None:

@@ -7,26 +7,32 @@ import random
 
 from proposals.pipeline._sizes import OutputSizer
 
+PAD = OutputSizer.PAD
+
 
 def test_before_answers_the_prior_or_the_cap() -> None:
     sizer = OutputSizer()
     assert sizer.expect("lens", 3, 5000) == 5000  # nothing known: the whole cap
-    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(400 * 3 * 1.3) + 64
+    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(400 * 3 * 1.3) + PAD
     assert sizer.expect("lens", 30, 5000, prior=400) == 5000  # never beyond the cap
 
 
-def test_few_answers_never_ask_below_the_prior_nor_below_the_longest_seen() -> None:
+def test_the_first_answers_replace_the_prior_with_a_wide_spread() -> None:
+    """One answer of 600 tokens for 3 units (200 a unit): the prior (400 a unit) is dropped;
+    the ask is that answer's rate plus a spread of ``PRIOR_CV`` of it, widened for the doubt
+    about a mean from one answer."""
     sizer = OutputSizer()
-    sizer.observe("lens", 3, 600)  # 200 an item: a short first answer
-    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(400 * 3 * 1.3) + 64
-    sizer.observe("lens", 1, 700)  # 700 an item: longer than the prior
-    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(700 * 3 * 1.3) + 64
+    sizer.observe("lens", 3, 600)
+    cv = OutputSizer.PRIOR_CV
+    want = 600 + OutputSizer.Z * cv * 200 * math.sqrt(3 + 9 / 3)
+    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(want) + PAD
+    assert 600 < sizer.expect("lens", 3, 5000) < 400 * 3 * 1.3  # below the prior's ask
     assert sizer.expect("synthesize", 5, 9000) == 9000  # another node: nothing known
 
 
 def test_many_answers_size_by_mean_and_spread_and_rarely_cut() -> None:
     """Answers of 1-4 units, each unit ~ N(360, 80) tokens: once enough are seen the ask
-    follows n * mean + 3 sd sqrt(n), far below the longest-per-unit rule, and cuts stay
+    follows n * mean + Z sd sqrt(n) (the spread learned, not the prior's), and cuts stay
     rare."""
     rng = random.Random(7)
     sizer = OutputSizer()
@@ -42,7 +48,23 @@ def test_many_answers_size_by_mean_and_spread_and_rarely_cut() -> None:
         cut += tokens > want
         asked, used = asked + want, used + tokens
         sizer.observe("lens", units, tokens)
-    assert cut <= 4  # about 0.1 % expected beyond 3 sd; a few more while learning
-    expected = 3 * 360 + 3 * 80 * math.sqrt(3) + 64
-    assert abs(sizer.expect("lens", 3, 10_000) - expected) < 0.08 * expected
-    assert asked < 1.6 * used
+    assert cut <= 6  # about 0.6 % expected beyond 2.5 sd; a few more while learning
+    expected = 3 * 360 + OutputSizer.Z * 80 * math.sqrt(3) + PAD
+    assert abs(sizer.expect("lens", 3, 10_000) - expected) < 0.05 * expected
+    assert asked < 1.45 * used  # the old rule (3 sd, longest-per-unit first) needed 1.6
+
+
+def test_answers_of_one_size_are_sized_by_their_own_spread_once_there_are_enough() -> None:
+    """Answers of 3 units whose units are not independent (all alike: an answer varies 3
+    times as much as one unit, not sqrt(3) times), among many answers of 1 unit: once
+    ``SAME_SIZE`` answers of 3 are known, their own spread sizes the next one."""
+    rng = random.Random(3)
+    sizer = OutputSizer()
+    for _ in range(60):
+        sizer.observe("lens", 1, max(0, round(rng.gauss(300, 60))))
+    for _ in range(OutputSizer.SAME_SIZE - 1):
+        sizer.observe("lens", 3, 3 * max(0, round(rng.gauss(300, 60))))
+    few = sizer.expect("lens", 3, 10_000)
+    sizer.observe("lens", 3, 3 * max(0, round(rng.gauss(300, 60))))
+    enough = sizer.expect("lens", 3, 10_000)
+    assert enough > few + 50  # the wider spread of whole answers is now used
