@@ -17,16 +17,32 @@ def test_before_answers_the_prior_or_the_cap() -> None:
     assert sizer.expect("lens", 30, 5000, prior=400) == 5000  # never beyond the cap
 
 
-def test_the_first_answers_replace_the_prior_with_a_wide_spread() -> None:
-    """One answer of 600 tokens for 3 units (200 a unit): the prior (400 a unit) is dropped;
-    the ask is that answer's rate plus a spread of ``PRIOR_CV`` of it, widened for the doubt
-    about a mean from one answer."""
+def test_few_answers_blend_with_the_prior_then_the_fit_takes_over() -> None:
+    """The first answers back are the shortest (600 tokens for 3 units, 200 a unit): until
+    ``MIN_SEEN`` are known the ask blends the prior's (400 a unit) with the fit, the prior's
+    weight falling answer by answer; then it is the answers' rate plus a spread of at least
+    ``PRIOR_CV`` of it, widened for the doubt about the mean."""
     sizer = OutputSizer()
+    prior_ask = math.ceil(400 * 3 * 1.3) + PAD
     sizer.observe("lens", 3, 600)
-    cv = OutputSizer.PRIOR_CV
-    want = 600 + OutputSizer.Z * cv * 200 * math.sqrt(3 + 9 / 3)
-    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(want) + PAD
-    assert 600 < sizer.expect("lens", 3, 5000) < 400 * 3 * 1.3  # below the prior's ask
+    fit = sizer.expect("lens", 3, 5000)  # no prior: the fit alone
+    assert 600 < fit < prior_ask
+    blended = sizer.expect("lens", 3, 5000, prior=400)
+    assert fit < blended < prior_ask
+    sizer.observe("lens", 3, 600)
+    assert sizer.expect("lens", 3, 5000, prior=400) < blended  # the prior weighs less
+    sizer.observe("lens", 1, 700)  # 700 an item: above the prior, so the fit asks more
+    assert sizer.expect("lens", 3, 5000, prior=400) > prior_ask
+    for _ in range(OutputSizer.MIN_SEEN - 3):
+        sizer.observe("lens", 3, 600)
+    seen, units = OutputSizer.MIN_SEEN, 3 * OutputSizer.MIN_SEEN - 2
+    tokens = 600 * (seen - 1) + 700
+    mean = tokens / units
+    own = 600 * 600 / 3 * (seen - 1) + 700 * 700 - 2 * mean * tokens + mean * mean * units
+    cv, weight = OutputSizer.PRIOR_CV, OutputSizer.PRIOR_WEIGHT
+    sd = math.sqrt((own + weight * (cv * mean) ** 2) / (seen - 1 + weight))
+    want = 3 * mean + OutputSizer.Z * sd * math.sqrt(3 + 9 / units)
+    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(want) + PAD  # prior gone
     assert sizer.expect("synthesize", 5, 9000) == 9000  # another node: nothing known
 
 

@@ -47,13 +47,16 @@ class OutputSizer:
     cut off (rare, but it costs a second prompt). Callers ask late (when the gateway admits
     the call), so a call that waited for capacity is sized with every answer seen by then.
 
-    From the first answer of a node on, an answer of ``n`` units (items, proposals) is
-    expected within ``n * mean + Z * sd * sqrt(n + n² / seen)`` tokens: ``mean`` the tokens
-    per unit of the node's answers (of answers of exactly ``n`` units once ``SAME_SIZE`` of
-    them are known), ``sd`` the spread of one unit's tokens, shrunk toward ``PRIOR_CV`` times
-    the mean while few answers are known, ``seen`` the units those answers had (the
-    ``n² / seen`` term is the doubt about the mean itself). Before any answer, the caller's
-    ``prior`` (tokens per unit) with ``HEADROOM``; no prior either: the whole cap.
+    An answer of ``n`` units (items, proposals) is expected within
+    ``n * mean + Z * sd * sqrt(n + n² / seen)`` tokens: ``mean`` the tokens per unit of the
+    node's answers (of answers of exactly ``n`` units once ``SAME_SIZE`` of them are known),
+    ``sd`` the spread of one unit's tokens, shrunk toward ``PRIOR_CV`` times the mean while
+    few answers are known, ``seen`` the units those answers had (the ``n² / seen`` term is
+    the doubt about the mean itself). The first answers to come back are the shortest of the
+    calls sent together (an answer takes longer the longer it is), so they understate the
+    mean: until ``MIN_SEEN`` answers are known, the ask is at least a blend of that and the
+    caller's ``prior`` (tokens per unit, with ``HEADROOM``), the prior's weight falling from
+    1 to 0 answer by answer. Before any answer and with no prior: the whole cap.
     """
 
     HEADROOM = 1.3
@@ -62,6 +65,7 @@ class OutputSizer:
     PRIOR_CV = 0.35
     PRIOR_WEIGHT = 4.0
     SAME_SIZE = 12
+    MIN_SEEN = 8
 
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
@@ -70,15 +74,16 @@ class OutputSizer:
     def expect(self, node: str, units: int, cap: int, prior: float | None = None) -> int:
         n = max(1, units)
         seen = self._seen.get(node)
+        floor = 0.0 if prior is None else prior * n * self.HEADROOM
         if seen is None:
-            if prior is None:
-                return cap
-            return min(cap, math.ceil(prior * n * self.HEADROOM) + self.PAD)
+            return cap if prior is None else min(cap, math.ceil(floor) + self.PAD)
+        trust = min(1.0, seen.count / self.MIN_SEEN)
         same = self._sized.get((node, n))
         if same is not None and same.count >= self.SAME_SIZE:
             seen = same
         sd = math.sqrt(seen.variance(self.PRIOR_CV, self.PRIOR_WEIGHT))
         want = n * seen.mean() + self.Z * sd * math.sqrt(n + n * n / seen.units)
+        want = max(want, (1 - trust) * floor + trust * want)
         return min(cap, math.ceil(want) + self.PAD)
 
     def observe(self, node: str, units: int, tokens: int) -> None:
