@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.versus import RESULTS, STALL_S, TIMEOUT_S, _spawn
+from bench.versus import RESULTS, STALL_S, TIMEOUT_S, _spawn, run_child
 
 REALTIME: dict[str, float] = {
     "openai-tier2-mini": 1.0,
@@ -131,19 +131,9 @@ def main(args: list[str]) -> int:
                     k = r % len(strategies)
                     for strategy in strategies[k:] + strategies[:k]:
                         out = Path(tmp) / f"{name}-{strategy}-{r}.json"
-                        _spawn(
-                            [
-                                "--one",
-                                strategy,
-                                name,
-                                str(scale),
-                                sim.base_url,
-                                str(data_dir),
-                                str(out),
-                                str(timeout_s),
-                            ]
+                        run = run_child(
+                            strategy, name, scale, sim.base_url, data_dir, out, timeout_s
                         )
-                        run = json.loads(out.read_text(encoding="utf-8"))
                         per[strategy].append(run)
                         print(
                             json.dumps({"profile": name, "strategy": strategy, **_derived(run)}),

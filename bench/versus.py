@@ -379,6 +379,20 @@ def _spawn(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "bench.versus", *args], cwd=ROOT, check=True)
 
 
+def run_child(
+    strategy: str,
+    profile: str,
+    scale: float,
+    url: str,
+    data_dir: Path,
+    out: Path,
+    timeout_s: float = TIMEOUT_S,
+) -> dict[str, Any]:
+    """One run (:func:`_one`) in a fresh process; its result."""
+    _spawn(["--one", strategy, profile, str(scale), url, str(data_dir), str(out), str(timeout_s)])
+    return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
 def _picture(summary: dict[str, dict[str, dict]]) -> None:
     import matplotlib
 
@@ -498,18 +512,7 @@ def main() -> int:
                     order = STRATEGIES[r % 4 :] + STRATEGIES[: r % 4]
                     for strategy in order:
                         out = Path(tmp) / f"{name}-{strategy}-{r}.json"
-                        _spawn(
-                            [
-                                "--one",
-                                strategy,
-                                name,
-                                str(scale),
-                                sim.base_url,
-                                str(data_dir),
-                                str(out),
-                            ]
-                        )
-                        run = json.loads(out.read_text(encoding="utf-8"))
+                        run = run_child(strategy, name, scale, sim.base_url, data_dir, out)
                         runs[name][strategy].append(run)
                         print(
                             json.dumps({k: run[k] for k in ("profile", "strategy", *_MEDIANS)}),
