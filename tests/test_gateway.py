@@ -517,8 +517,8 @@ def test_stall_deadline_follows_the_answers_seen_per_node() -> None:
 
 
 async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline() -> None:
-    """Once 20 answers of a node are known, a first attempt that hangs is given up after
-    twice their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
+    """Once answers of a node are known, a first attempt that hangs is given up after twice
+    their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
     async with (
         run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
         LLMGateway(_config(sim, timeout_s=60.0)) as gw,
@@ -535,6 +535,31 @@ async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline(
             await asyncio.sleep(0.01)
         sim.profile = calm  # the retry (sent after its backoff) is answered
         result = await call
+        stats = gw.stats()
+    assert result.text
+    assert stats.retries_by_cause == {"stalled": 1}
+    assert sim.stats()["rejects"]["fault_stall"] == 1
+
+
+async def test_a_first_attempt_sent_before_any_answer_is_given_up_once_answers_arrive() -> None:
+    """The first wave of calls goes out before any answer time is known: a stalled one among
+    them has its deadline brought forward once a few answers are in, and is sent again."""
+    async with (
+        run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
+        LLMGateway(_config(sim, timeout_s=60.0)) as gw,
+    ):
+        tags = CallTags(node="lens")
+        calm = sim.profile
+        sim.profile = calm.model_copy(update={"fault_stall": 1.0})
+        call = asyncio.create_task(gw.complete(TEXT, max_tokens=20, tags=tags))
+        give_up = time.monotonic() + 50
+        while not sim.stats()["rejects"]["fault_stall"]:  # its first attempt hangs
+            assert time.monotonic() < give_up, "the first attempt never reached the simulator"
+            await asyncio.sleep(0.01)
+        sim.profile = calm
+        for i in range(5):  # answers of the same wave come back
+            await gw.complete(f"Warm {i}. {TEXT}", max_tokens=20, tags=tags)
+        result = await call  # "stalled" below: given up before the 60 s deadline
         stats = gw.stats()
     assert result.text
     assert stats.retries_by_cause == {"stalled": 1}

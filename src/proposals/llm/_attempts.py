@@ -9,6 +9,7 @@ own error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
-from ._stall import StallWatch
+from ._stall import StallWatch, Watched
 
 __all__ = ["AttemptLoop", "Attempts"]
 
@@ -113,12 +114,12 @@ class AttemptLoop:
             self._stalls.observe(node, time.monotonic() - sent_at, reply.completion_tokens or 0)
             return raw.headers, reply
 
-        def first_s() -> float:
+        def watch(scope: asyncio.Timeout) -> contextlib.AbstractContextManager[Watched]:
             # A first attempt may be given up early (see StallWatch); retries wait it all.
-            return self._stalls.deadline(node, limit, timeout_s)
+            return self._stalls.watching(node, limit, timeout_s, scope)
 
         completion = await self.run(
-            request, size if callable(max_tokens) else size(), timeout_s, tally, base, first_s
+            request, size if callable(max_tokens) else size(), timeout_s, tally, base, watch
         )
         charged = _account_tokens(completion, prompt_estimate, limit, tally)
         self._rate.correct(prompt_estimate + (limit or 0), charged)
@@ -131,14 +132,16 @@ class AttemptLoop:
         timeout_s: float,
         tally: Attempts,
         base: dict[str, Any] | None,
-        first_timeout_s: Callable[[], float] | None = None,
+        first_attempt: Callable[[asyncio.Timeout], contextlib.AbstractContextManager[Watched]]
+        | None = None,
     ) -> T:
         """One logical request: ``request(limit_s)`` (which sends it within ``limit_s`` and
         returns the response's headers and what the caller reads of it) under the rate budget
         (``rate_estimate`` tokens, or a function asked when the attempt is admitted: see
-        :meth:`send`) and a concurrency slot, retried per the policy. The first attempt may be
-        given a shorter deadline (``first_timeout_s()``, asked once it is admitted: a stalled
-        answer is sent again); retries get ``timeout_s``. Each retry is announced as a
+        :meth:`send`) and a concurrency slot, retried per the policy. Every attempt gets
+        ``timeout_s``; the first runs inside ``first_attempt(scope)``, which may bring its
+        deadline forward (a stalled answer is sent again: see ``StallWatch``). Each retry is
+        announced as a
         :class:`CallRetry` of the call ``base`` describes (``None``: not a call with events).
         The caller corrects the token estimate (:meth:`correct`) once it knows the charge."""
         attempt = 0
@@ -147,15 +150,19 @@ class AttemptLoop:
             ticket, estimate = await self._admit(rate_estimate)
             tally.count += 1
             self.http_requests += 1
-            limit_s = timeout_s if attempt > 1 or first_timeout_s is None else first_timeout_s()
+            watched: Watched | None = None
             try:
-                async with asyncio.timeout(limit_s):
-                    headers, value = await request(limit_s)
+                async with asyncio.timeout(timeout_s) as scope:
+                    if attempt == 1 and first_attempt is not None:
+                        with first_attempt(scope) as watched:
+                            headers, value = await request(timeout_s)
+                    else:
+                        headers, value = await request(timeout_s)
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release(ticket)
                 failure = classify(exc)
                 assert failure is not None
-                if failure.reason == "timeout" and limit_s < timeout_s:
+                if failure.reason == "timeout" and watched is not None and watched.shortened:
                     failure = replace(failure, reason="stalled")
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
