@@ -44,11 +44,15 @@ async def ask(
         schema=schema.model,
         schema_format=schema.response_format,
         max_tokens=max_tokens,
-        expected_tokens=ctx.sizes.expect(sizer_node, units, max_tokens, prior),
+        # Asked when the gateway admits the call: what the run knows then, not now.
+        expected_tokens=lambda: ctx.sizes.expect(sizer_node, units, max_tokens, prior),
         tags=CallTags(run_id=ctx.run_id, node=node),
         budget=ctx.budget,
     )
-    ctx.sizes.observe(sizer_node, units, result.usage.completion_tokens)
+    answer = result.answer_tokens
+    ctx.sizes.observe(
+        sizer_node, units, result.usage.completion_tokens if answer is None else answer
+    )
     parsed = result.parsed
     if parsed is None:
         raise ProviderError(f"{node}: the model returned no parsable answer")
