@@ -7,7 +7,10 @@ previous default, half of this machine's cores); ``after`` is this tree as confi
 default. Each side ingests the set, then answers the set's labelled questions in every search
 mode (``bench/_quality_run.py``), so speed and retrieval quality come from the same ingest.
 The sample corpus runs ``ROUNDS`` interleaved rounds; the SEC 10-Q set (20 PDFs) one round of
-``before`` and ``after``. Results: ``bench/results/ingest_speed.json``.
+``before``, ``after`` and ``after-1t``. CPU seconds count the ingesting process and its parser
+worker processes (PostgreSQL, a separate server, is counted on neither side). Results:
+``bench/results/ingest_speed.json`` → ``latest`` (the previous ``latest`` moves to
+``earlier_runs``; other entries are kept).
 
 Run it alone: ``flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed``
 (``BENCH_SPEED_SETS=examples`` for the sample corpus only).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +52,7 @@ def _side(src: Path, work: Path, name: str, set_name: str, threads: str | None) 
         "load_average_1m_at_start": round(load, 2),
         **{k: ingest[k] for k in ("files", "chunks", "wall_s", "embed_s", "chunks_per_s")},
         "cpu_s_ingesting_process": ingest["cpu_s_this_process"],
+        "cpu_s_worker_processes": ingest.get("cpu_s_worker_processes", 0.0),
         "chunks_per_cpu_s": ingest["chunks_per_cpu_s"],
         "quality": {
             mode: {m: round(modes[mode]["all"]["metrics"][m], 3) for m in METRICS} for mode in modes
@@ -78,9 +83,31 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _save(run: dict[str, Any], kept: dict[str, Any]) -> None:
+    RESULTS.write_text(json.dumps({"latest": run, **kept}, indent=2) + "\n")
+
+
+def _history() -> dict[str, Any]:
+    """What the results file holds besides ``latest``, with ``latest`` moved to the front of
+    ``earlier_runs``."""
+    try:
+        old: dict[str, Any] = json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        return {}
+    if "latest" in old:
+        old["earlier_runs"] = [old.pop("latest"), *old.get("earlier_runs", [])]
+    return old
+
+
 def main() -> int:
     sets = os.environ.get("BENCH_SPEED_SETS", "examples,sec-10q").split(",")
+    kept = _history()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code": f"after = {head} (this tree), before = {BASELINE}",
         "baseline": BASELINE,
         "command": "flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed",
         "cpu_count": os.cpu_count(),
@@ -94,7 +121,7 @@ def main() -> int:
         plan = {
             "examples": [("before", before, None), ("after-1t", here, "1"), ("after", here, None)]
             * ROUNDS,
-            "sec-10q": [("before", before, None), ("after", here, None)],
+            "sec-10q": [("before", before, None), ("after", here, None), ("after-1t", here, "1")],
         }
         for set_name in sets:
             rows = []
@@ -103,9 +130,9 @@ def main() -> int:
                 print(json.dumps({"set": set_name, **row}), flush=True)
                 rows.append(row)
             results["sets"][set_name] = {"runs": rows, "summary": _summary(rows)}
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            _save(results, kept)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    _save(results, kept)
     return 0
 
 

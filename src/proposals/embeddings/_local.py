@@ -24,10 +24,12 @@ _MINILM = "all-MiniLM-L6-v2"
 # second thread only contends with PostgreSQL: one thread cut p95 from ~40 to ~13 ms on 2 cores.
 _SMALL_BATCH = 8
 # Activation memory grows with batch x sequence length (attention with its square). Texts are
-# sorted by length and batched up to about this many tokens: 16 chunks of 256 tokens, where
-# bfloat16 matrix kernels reach full speed (4 x 256, the old cap in float32, ran ~3x slower
-# per text on this 2-core machine) while RSS stays ~90 MiB above the model's.
-_BATCH_TOKENS = 4096
+# sorted by length and batched up to about this many tokens: 8 chunks of 256 tokens. Measured
+# in bfloat16 on this 2-core machine (session 5, two interleaved rounds, load 2.4-4): the
+# sample corpus's short chunks embed at ~86 chunks per CPU-second with 2048 against ~65 with
+# 4096 and ~53 with 8192 (batches of up to 64 short texts run slower per text); full 256-token
+# SEC chunks at 28-30 with either. Vectors: cosine >= 0.99999 to the 4096 batches.
+_BATCH_TOKENS = 2048
 _CHARS_PER_TOKEN = 4
 Precision = Literal["auto", "float32", "bfloat16"]
 _KNOWN_DIMS = {_MINILM: 384, "all-MiniLM-L12-v2": 384, "all-mpnet-base-v2": 768}

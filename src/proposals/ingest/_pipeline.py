@@ -1,7 +1,8 @@
 """Ingest files: parse, split, embed, store — idempotent by content hash, in bounded memory.
 
-Three stages run at once, joined by small queues: parsing and splitting (one thread), embedding
-(the embedder's thread) and writing (the event loop). A file's chunks flow through in slices of
+Three stages run at once, joined by small queues: parsing and splitting (one thread; large
+PDF, DOCX and HTML files are parsed a few files ahead in worker processes, see ``_workers``),
+embedding (the embedder's thread) and writing (the event loop). A file's chunks flow through in slices of
 ``_SLICE``, so a large file is never held whole: it is written slice by slice inside one
 transaction that commits when its last slice is stored (a file is stored whole or not at all).
 A file that fails is recorded with its reason and the others go on; only a whole-run problem
@@ -31,7 +32,7 @@ from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderE
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES
 from ._model import Chunk, IngestFailure, IngestReport
-from ._parse import ParsedFile, parse_file
+from ._parse import ParsedFile
 from ._stages import (
     DocumentSink,
     PreparedFile,
@@ -40,6 +41,7 @@ from ._stages import (
     embedding_text,
     needs_embedding,
 )
+from ._workers import ParseOptions, WorkerParser, parse_or_fail
 from ._writer import DocumentWriter
 
 __all__ = ["ingest", "source_files"]
@@ -191,15 +193,16 @@ class _Run:
         max_mb: float,
     ) -> None:
         self.db = database
-        self.max_mb = max_mb
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
-        self.country = country
-        self.doc_type = doc_type
         self.sink = DocumentSink(database, embedder.name, tenant=tenant, progress=progress)
         self.report = self.sink.report
         self.stored: dict[str, StoredDocument] = {}
+        self._options: ParseOptions = (country, doc_type, max_mb)
+        self._workers = WorkerParser([], self._options)
+        self._writer: DocumentWriter | None = None
+        """The document being written (a large file's, between its slices)."""
 
     async def run(
         self, paths: Sequence[str | PathLike[str]], *, prune: bool, reset_index: bool
@@ -212,13 +215,24 @@ class _Run:
 
         # Three stages joined by small queues, so at most a few slices are held at once:
         # parse and split (one thread) -> embed (the embedder's thread) -> write (this loop).
-        # The database writes of one slice overlap the embedding of the next.
+        # The next group is gathered while one is embedded, and the database writes of one
+        # group overlap the embedding of the next.
         parsed: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=4)
-        embedded: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=2)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._produce(files, parsed))
-            tg.create_task(self._embed_stage(parsed, embedded))
-            tg.create_task(self._write_stage(embedded))
+        embedded: asyncio.Queue[asyncio.Task[list[_Item]] | None] = asyncio.Queue(maxsize=2)
+        # Large PDF, DOCX and HTML files are parsed ahead in worker processes.
+        self._workers = WorkerParser(files, self._options)
+        finished = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._produce(files, parsed))
+                tg.create_task(self._embed_stage(parsed, embedded, tg))
+                tg.create_task(self._write_stage(embedded))
+            finished = True
+        except BaseExceptionGroup as group:
+            # One stage failed (the others were cancelled): raise its error, not a group.
+            raise _first(group) from None
+        finally:
+            await self._workers.close(finished=finished)
 
         await self.sink.close(paths if prune else ())
         self.report.seconds = time.perf_counter() - started
@@ -230,7 +244,9 @@ class _Run:
         self, files: list[tuple[Path, Path | None]], out: asyncio.Queue[_Item | None]
     ) -> None:
         for path, root in files:
-            parsed = await self._off_loop(self._parse, path, root)
+            parsed = await self._workers.parse(path)
+            if parsed is None:
+                parsed = await self._off_loop(parse_or_fail, path, root, self._options)
             if isinstance(parsed, IngestFailure):
                 await out.put(_Failed(parsed))
                 continue
@@ -257,11 +273,6 @@ class _Run:
                     break
         await out.put(None)
 
-    def _parse(self, path: Path, root: Path | None) -> ParsedFile:
-        return parse_file(
-            path, root, country=self.country, doc_type=self.doc_type, max_mb=self.max_mb
-        )
-
     async def _off_loop(
         self, fn: Callable[..., _T], *args: Any, path: str | None = None
     ) -> _T | IngestFailure:
@@ -280,27 +291,37 @@ class _Run:
     # -- stage 2: embed ---------------------------------------------------------------------------
 
     async def _embed_stage(
-        self, source: asyncio.Queue[_Item | None], out: asyncio.Queue[_Item | None]
+        self,
+        source: asyncio.Queue[_Item | None],
+        out: asyncio.Queue[asyncio.Task[list[_Item]] | None],
+        tg: asyncio.TaskGroup,
     ) -> None:
         """Embed pieces in groups of about ``_EMBED_GROUP`` chunks (several small files
         together: one small file alone would make a batch too small for the model to run at
-        speed); other items pass through in order."""
+        speed); other items pass through in order. One group is embedded at a time, as a task
+        handed to the writer at once: the next group is gathered meanwhile, and the writer
+        stores one group while the next is embedded."""
         pending: list[_Item] = []
         count = 0
+        running: asyncio.Task[list[_Item]] | None = None
         while (item := await source.get()) is not None:
-            if not isinstance(item, _Piece) and not pending:
-                await out.put(item)
-                continue
             pending.append(item)
             if isinstance(item, _Piece):
                 count += len(item.chunks)
-            if count >= _EMBED_GROUP:
-                await self._embed_group(pending, out)
+            idle = running is None or running.done()
+            if count >= _EMBED_GROUP or (count == 0 and idle):
+                if running is not None and not running.done():
+                    await asyncio.wait([running])
+                running = tg.create_task(self._embed_group(pending))
+                await out.put(running)
                 pending, count = [], 0
-        await self._embed_group(pending, out)
+        if pending:
+            if running is not None and not running.done():
+                await asyncio.wait([running])
+            await out.put(tg.create_task(self._embed_group(pending)))
         await out.put(None)
 
-    async def _embed_group(self, items: list[_Item], out: asyncio.Queue[_Item | None]) -> None:
+    async def _embed_group(self, items: list[_Item]) -> list[_Item]:
         pieces = [i for i in items if isinstance(i, _Piece)]
         texts = [embedding_text(p.file.meta.title, c) for p in pieces for c in p.chunks]
         vectors = None
@@ -315,65 +336,78 @@ class _Run:
                 error = f"embedding failed: {exc}"
             self.report.embed_seconds += time.perf_counter() - t0
         start = 0
-        for item in items:
-            if isinstance(item, _Piece):
-                n = len(item.chunks)
-                if vectors is not None:
-                    item.vectors = vectors[start : start + n]
-                item.error = error
-                start += n
-            await out.put(item)
+        for piece in pieces:
+            n = len(piece.chunks)
+            if vectors is not None:
+                piece.vectors = vectors[start : start + n]
+            piece.error = error
+            start += n
+        return items
 
     # -- stage 3: write ---------------------------------------------------------------------------
 
-    async def _write_stage(self, source: asyncio.Queue[_Item | None]) -> None:
+    async def _write_stage(self, source: asyncio.Queue[asyncio.Task[list[_Item]] | None]) -> None:
         """Store each file in one transaction, slice by slice; a file that fails part-way
         is rolled back whole (its previous version, if any, stays)."""
-        writer: DocumentWriter | None = None
         dropped: set[str] = set()  # files that failed: their remaining pieces are skipped
         try:
-            while (item := await source.get()) is not None:
-                if isinstance(item, _Settle):
-                    await self.sink.settle(item.item)
-                    continue
-                key = item.failure.path if isinstance(item, _Failed) else item.file.key
-                if key in dropped:
-                    continue
-                failure: IngestFailure | None = None
-                if isinstance(item, _Failed):
-                    failure = item.failure
-                elif item.error is not None:
-                    failure = IngestFailure(key, item.error)
-                else:
-                    try:
-                        writer = await self._write_piece(writer, item)
-                    except IngestError as exc:
-                        failure = IngestFailure(key, exc.reason)
-                    except psycopg.Error as exc:
-                        failure = IngestFailure(key, f"database error: {str(exc).strip()}")
-                if failure is not None:
-                    if writer is not None and writer.item.key == key:
-                        await writer.abort()
-                        writer = None
-                    dropped.add(key)
-                    self.sink.fail(failure)
+            while (group := await source.get()) is not None:
+                for item in await group:
+                    await self._store(item, dropped)
         except BaseException:
-            if writer is not None:
-                await writer.abort()
+            if self._writer is not None:
+                await self._writer.abort()
+                self._writer = None
             raise
 
-    async def _write_piece(
-        self, writer: DocumentWriter | None, piece: _Piece
-    ) -> DocumentWriter | None:
+    async def _store(self, item: _Item, dropped: set[str]) -> None:
+        if isinstance(item, _Settle):
+            await self.sink.settle(item.item)
+            return
+        key = item.failure.path if isinstance(item, _Failed) else item.file.key
+        if key in dropped:
+            return
+        failure: IngestFailure | None = None
+        if isinstance(item, _Failed):
+            failure = item.failure
+        elif item.error is not None:
+            failure = IngestFailure(key, item.error)
+        else:
+            try:
+                await self._write_piece(item)
+            except IngestError as exc:
+                failure = IngestFailure(key, exc.reason)
+            except psycopg.Error as exc:
+                failure = IngestFailure(key, f"database error: {str(exc).strip()}")
+        if failure is not None:
+            if self._writer is not None and self._writer.item.key == key:
+                await self._writer.abort()
+                self._writer = None
+            dropped.add(key)
+            self.sink.fail(failure)
+
+    async def _write_piece(self, piece: _Piece) -> None:
+        """Write a slice into its document's transaction (opened by the first slice);
+        commit it with the last."""
         assert piece.vectors is not None
-        if writer is None:
-            writer = self.sink.writer(piece.file, int(piece.vectors.shape[1]))
-        await writer.write(piece.chunks, piece.vectors)
+        if self._writer is None:
+            self._writer = self.sink.writer(piece.file, int(piece.vectors.shape[1]))
+        await self._writer.write(piece.chunks, piece.vectors)
         if not piece.last:
-            self.sink.stored_slice(writer)
-            return writer
+            self.sink.stored_slice(self._writer)
+            return
+        writer, self._writer = self._writer, None
         await self.sink.commit(writer)
-        return None
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first error of a task group that is not a cancellation (else the first)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _first(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
 
 
 class _Slices:

@@ -311,6 +311,7 @@ class LLMGateway:
         *,
         model: str | None = ...,
         schema: type[ModelT],
+        schema_format: Mapping[str, Any] | None = ...,
         max_tokens: int | None = ...,
         expected_tokens: int | Callable[[], int] | None = ...,
         temperature: float | None = ...,
@@ -328,6 +329,7 @@ class LLMGateway:
         *,
         model: str | None = ...,
         schema: None = ...,
+        schema_format: None = ...,
         max_tokens: int | None = ...,
         expected_tokens: int | Callable[[], int] | None = ...,
         temperature: float | None = ...,
@@ -344,6 +346,7 @@ class LLMGateway:
         *,
         model: str | None = None,
         schema: type[BaseModel] | None = None,
+        schema_format: Mapping[str, Any] | None = None,
         max_tokens: int | None = None,
         expected_tokens: int | Callable[[], int] | None = None,
         temperature: float | None = None,
@@ -357,7 +360,10 @@ class LLMGateway:
 
         ``messages`` are chat messages (``{"role", "content"}``) or one user prompt string.
         ``schema`` asks for strict JSON matching that pydantic model and parses the answer
-        (one repair round trip on invalid output). ``max_tokens`` caps the answer.
+        (one repair round trip on invalid output); ``schema_format`` is the
+        ``response_format`` to send instead of the one built from ``schema``, for callers that
+        state bounds the model does not validate (e.g. an enum of the citation ids shown),
+        without building a model per call. ``max_tokens`` caps the answer.
         ``expected_tokens`` is how long the answer usually is: the request asks for at most
         that much (providers charge their tokens-per-minute quota on ``max_tokens``, not on
         what is produced), and an answer cut off by it is asked again, once, with the whole
@@ -381,7 +387,9 @@ class LLMGateway:
             else [dict(m) for m in messages]
         )
         response_format = (
-            self.config.fit_format(json_schema_format(schema)) if schema is not None else None
+            self.config.fit_format(dict(schema_format or json_schema_format(schema)))
+            if schema is not None
+            else None
         )
         params: dict[str, Any] = {}
         if max_tokens is not None:
