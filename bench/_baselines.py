@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -123,6 +124,9 @@ class Counters:
     failed_items: list[str] = field(default_factory=list)
     max_output: dict[str, int] = field(default_factory=dict)
     """Largest completion (tokens) per stage: analyze, lens, synthesize (for the bound)."""
+    timeline: list[tuple[str, float, float, int]] = field(default_factory=list)
+    """Per answered call: stage, start and end (monotonic seconds), tokens (prompt +
+    completion)."""
 
 
 class Baseline:
@@ -168,6 +172,7 @@ class Baseline:
             )
         self.counters.calls += 1
         gate = self._gate if self._gate is not None else contextlib.nullcontext()
+        started = time.monotonic()
         async with gate:
             out = await runnable.ainvoke(messages)
         if out.get("parsing_error") is not None or out.get("parsed") is None:
@@ -175,6 +180,8 @@ class Baseline:
         usage = getattr(out["raw"], "usage_metadata", None) or {}
         tokens = int(usage.get("output_tokens", 0))
         self.counters.max_output[stage] = max(self.counters.max_output.get(stage, 0), tokens)
+        total = int(usage.get("total_tokens", 0))
+        self.counters.timeline.append((stage, started, time.monotonic(), total))
         return out["parsed"]
 
     # -- nodes --------------------------------------------------------------------------------

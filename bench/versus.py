@@ -30,6 +30,10 @@ Results: ``bench/results/versus.json`` and ``bench/results/versus.png``. Run:
 ``.venv/bin/python -m bench versus`` (``make bench`` runs it with the others; set
 ``VERSUS_RUNS`` / ``VERSUS_PROFILES=azure-240k,flaky`` for a shorter look, and
 ``VERSUS_DATA_DIR`` to keep the ingested corpus between invocations).
+
+``python -m bench.versus --realtime [profile ...]`` runs this project (and grouped-50) at time
+scales where the client's CPU is small next to the bound (``bench/_realtime.py``), into the
+JSON's ``realtime`` section.
 """
 
 from __future__ import annotations
@@ -90,10 +94,10 @@ def _request() -> Any:
     )
 
 
-def _settings(data_dir: Path) -> Any:
+def _settings(data_dir: Path, timeout_s: float = TIMEOUT_S) -> Any:
     from proposals.config import Settings
 
-    return Settings(data_dir=data_dir, context_window=32_768, llm_timeout_s=TIMEOUT_S)
+    return Settings(data_dir=data_dir, context_window=32_768, llm_timeout_s=timeout_s)
 
 
 class _Peak:
@@ -150,17 +154,24 @@ async def _ours(request: Any, settings: Any, database: Any, embedder: Any, url: 
 
     longest: dict[str, int] = {}
     spans: dict[str, list[float]] = {}
+    begun: dict[int | None, float] = {}
+    timeline: list[tuple[str, float, float, int]] = []
     started = time.monotonic()
     async with open_services(
         settings, database=database, embedder=embedder, cache=False, simulator_url=url
     ) as services:
         async with generate(request, settings, services=services) as run:
             async for event in run.events():
+                now = time.monotonic()
                 if event.type in ("node_started", "node_finished"):
-                    spans.setdefault(event.node, []).append(round(time.monotonic() - started, 2))
+                    spans.setdefault(event.node, []).append(round(now - started, 2))
+                if event.type == "call" and event.phase == "started":
+                    begun[event.call_id] = now
                 if event.type == "call" and event.phase == "finished":
                     stage = _STAGES.get(event.node or "", "lens")
                     longest[stage] = max(longest.get(stage, 0), event.completion_tokens)
+                    tokens = event.prompt_tokens + event.completion_tokens
+                    timeline.append((stage, begun.pop(event.call_id, now), now, tokens))
             result = await run.result()
         stats = services.gateway.stats()
     return {
@@ -178,13 +189,14 @@ async def _ours(request: Any, settings: Any, database: Any, embedder: Any, url: 
             "rate_wait_s": round(stats.rate_wait_s, 2),
         },
         "node_spans_s": {node: [times[0], times[-1]] for node, times in spans.items()},
+        "timeline": timeline,
     }
 
 
-async def _baseline(strategy: str, request: Any, store: Any, url: str) -> dict:
+async def _baseline(strategy: str, request: Any, store: Any, url: str, timeout_s: float) -> dict:
     from bench._baselines import Baseline
 
-    baseline = Baseline(strategy, request, store, url, timeout_s=TIMEOUT_S)  # type: ignore[arg-type]
+    baseline = Baseline(strategy, request, store, url, timeout_s=timeout_s)  # type: ignore[arg-type]
     state = await baseline.run()
     c = baseline.counters
     return {
@@ -193,10 +205,18 @@ async def _baseline(strategy: str, request: Any, store: Any, url: str) -> dict:
         "failed_calls": c.failed_calls,
         "max_output": c.max_output,
         "proposals": len(state.get("proposals") or []),
+        "timeline": c.timeline,
     }
 
 
-async def _one(strategy: str, profile_name: str, scale: float, url: str, data_dir: Path) -> dict:
+async def _one(
+    strategy: str,
+    profile_name: str,
+    scale: float,
+    url: str,
+    data_dir: Path,
+    timeout_s: float = TIMEOUT_S,
+) -> dict:
     from proposals.db import Database
     from proposals.embeddings import embedder_from_settings
     from proposals.simulator import get_profile
@@ -204,7 +224,7 @@ async def _one(strategy: str, profile_name: str, scale: float, url: str, data_di
     from proposals.tokens import count_tokens
 
     profile = get_profile(profile_name, time_scale=scale)
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, timeout_s)
     request = _request()
     embedder = embedder_from_settings(settings)
     await embedder.embed(["warm the model up"])
@@ -215,12 +235,14 @@ async def _one(strategy: str, profile_name: str, scale: float, url: str, data_di
         async with httpx.AsyncClient() as http:
             (await http.post(root + "/sim/reset")).raise_for_status()
         cpu0 = _cpu_s()
+        load0 = os.getloadavg()[0]
         with _Peak() as memory:
             started = time.monotonic()
             if strategy == "proposals":
                 out = await _ours(request, settings, database, embedder, url)
             else:
-                out = await _baseline(strategy, request, Store(database, embedder), url)
+                store = Store(database, embedder)
+                out = await _baseline(strategy, request, store, url, timeout_s)
             wall = time.monotonic() - started
         cpu = _cpu_s() - cpu0
         async with httpx.AsyncClient() as http:
@@ -240,6 +262,8 @@ async def _one(strategy: str, profile_name: str, scale: float, url: str, data_di
         "critical_path": critical,
     }
     bound = max(bounds.values())
+    per_s = profile.tpm / minute if profile.tpm else None
+    charged_ratio = sim["charged_tokens"] / max(1, sim["total_tokens"])
     return {
         "strategy": strategy,
         "profile": profile_name,
@@ -265,6 +289,8 @@ async def _one(strategy: str, profile_name: str, scale: float, url: str, data_di
         "rejects": {k: v for k, v in sim["rejects"].items() if v},
         "peak_in_flight_at_provider": sim["peak_in_flight"],
         "client_cpu_s": round(cpu, 2),
+        "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "phases": phases(out["timeline"], started, wall, per_s, charged_ratio),
         "peak_rss_mib": round(memory.peak, 1),
         "rss_growth_mib": round(memory.peak - memory.start, 1),
         **{
@@ -272,6 +298,29 @@ async def _one(strategy: str, profile_name: str, scale: float, url: str, data_di
             for k in ("gateway_limit", "peak_in_flight", "gateway", "node_spans_s")
             if k in out
         },
+    }
+
+
+def phases(
+    timeline: list[Any], started: float, wall: float, tokens_per_s: float | None, ratio: float
+) -> dict[str, float | None]:
+    """A run's wall time in three parts: ``start`` (until its first lens call), ``middle``
+    (until its last lens call is answered), ``tail`` (the rest: the last syntheses); and
+    ``middle_quota``, the seconds the TPM quota needs for the tokens charged by calls answered
+    during the middle (each call's tokens times the run's charged / used ratio), so
+    ``middle / middle_quota`` says how far the middle is from quota-bound."""
+    lens = [(t0, t1) for stage, t0, t1, _ in timeline if stage == "lens"]
+    if not lens:
+        return {"start": None, "middle": None, "tail": None, "middle_quota": None}
+    first = min(t0 for t0, _ in lens) - started
+    last = max(t1 for _, t1 in lens) - started
+    used = sum(tok for _, _, t1, tok in timeline if first <= t1 - started <= last)
+    quota = used * ratio / tokens_per_s if tokens_per_s else None
+    return {
+        "start": round(first, 3),
+        "middle": round(last - first, 3),
+        "tail": round(wall - last, 3),
+        "middle_quota": round(quota, 3) if quota is not None else None,
     }
 
 
@@ -285,7 +334,8 @@ def _child_main(args: list[str]) -> None:
         asyncio.run(_prepare(Path(args[1])))
         return
     strategy, profile, scale, url, data_dir, out = args[1:7]
-    result = asyncio.run(_one(strategy, profile, float(scale), url, Path(data_dir)))
+    timeout_s = float(args[7]) if len(args) > 7 else TIMEOUT_S
+    result = asyncio.run(_one(strategy, profile, float(scale), url, Path(data_dir), timeout_s))
     Path(out).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -327,6 +377,20 @@ def _allows_over_50(profile_name: str, scale: float, ours: list[dict]) -> bool:
 
 def _spawn(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "bench.versus", *args], cwd=ROOT, check=True)
+
+
+def run_child(
+    strategy: str,
+    profile: str,
+    scale: float,
+    url: str,
+    data_dir: Path,
+    out: Path,
+    timeout_s: float = TIMEOUT_S,
+) -> dict[str, Any]:
+    """One run (:func:`_one`) in a fresh process; its result."""
+    _spawn(["--one", strategy, profile, str(scale), url, str(data_dir), str(out), str(timeout_s)])
+    return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def _picture(summary: dict[str, dict[str, dict]]) -> None:
@@ -413,6 +477,10 @@ def _write(runs: dict[str, dict[str, list[dict]]], profiles: dict[str, float]) -
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if RESULTS.exists():  # the --realtime section is written by its own invocations
+        kept = json.loads(RESULTS.read_text(encoding="utf-8")).get("realtime")
+        if kept is not None:
+            result["realtime"] = kept
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     _picture(summary)
     return met
@@ -444,18 +512,7 @@ def main() -> int:
                     order = STRATEGIES[r % 4 :] + STRATEGIES[: r % 4]
                     for strategy in order:
                         out = Path(tmp) / f"{name}-{strategy}-{r}.json"
-                        _spawn(
-                            [
-                                "--one",
-                                strategy,
-                                name,
-                                str(scale),
-                                sim.base_url,
-                                str(data_dir),
-                                str(out),
-                            ]
-                        )
-                        run = json.loads(out.read_text(encoding="utf-8"))
+                        run = run_child(strategy, name, scale, sim.base_url, data_dir, out)
                         runs[name][strategy].append(run)
                         print(
                             json.dumps({k: run[k] for k in ("profile", "strategy", *_MEDIANS)}),
@@ -468,5 +525,9 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("--prepare", "--one"):
         _child_main(sys.argv[1:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--realtime":
+        from bench._realtime import main as realtime
+
+        raise SystemExit(realtime(sys.argv[2:]))
     else:
         raise SystemExit(main())

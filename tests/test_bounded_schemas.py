@@ -10,9 +10,9 @@ from typing import Any
 
 from proposals.config import Settings
 from proposals.llm import GatewayConfig, LLMGateway
-from proposals.llm._gateway import json_schema_format
 from proposals.pipeline._schemas import (
     CITATIONS_MAX,
+    AnswerSchema,
     findings_schema,
     proposals_schema,
     themes_schema,
@@ -20,8 +20,8 @@ from proposals.pipeline._schemas import (
 from proposals.simulator import run_simulator
 
 
-def _schema(model: Any, config: GatewayConfig | None = None) -> dict[str, Any]:
-    fmt = json_schema_format(model)
+def _schema(schema: AnswerSchema, config: GatewayConfig | None = None) -> dict[str, Any]:
+    fmt = schema.response_format
     if config is not None:
         fmt = config.fit_format(fmt)
     out: dict[str, Any] = fmt["json_schema"]["schema"]
@@ -65,6 +65,21 @@ def test_schemas_bound_citations_lists_and_strings() -> None:
     assert free["maxItems"] == CITATIONS_MAX and "enum" not in free["items"]
 
 
+def test_calls_of_one_shape_share_the_parsing_model_and_differ_only_in_the_ids() -> None:
+    first, second = findings_schema(3, 4, (2, 5)), findings_schema(3, 4, (7, 8, 9))
+    assert first.model is second.model  # no pydantic model built per call
+    one, two = _schema(first), _schema(second)
+    assert _keys(one, "enum") == [[2, 5]] and _keys(two, "enum") == [[7, 8, 9]]
+    finding = two["$defs"]["FindingOut"]["properties"]
+    finding["citations"] = one["$defs"]["FindingOut"]["properties"]["citations"]
+    assert one == two
+    # The shared template is not modified by patching.
+    assert _keys(_schema(findings_schema(3, 4)), "enum") == []
+    # Bounds are stated, not validated: an answer citing an id not shown still parses.
+    answer = first.model.model_validate_json('{"item_1": [{"statement": "x", "citations": [99]}]}')
+    assert answer.item_1[0].citations == [99]  # type: ignore[attr-defined]
+
+
 def test_max_length_is_sent_only_where_strict_mode_accepts_it() -> None:
     assert not GatewayConfig().sends_max_length  # api.openai.com
     assert not GatewayConfig(base_url="https://api.openai.com/v1/").sends_max_length
@@ -98,7 +113,12 @@ async def test_the_simulator_answers_within_the_bounds() -> None:
             limits = _schema(schema)["$defs"]["ProposalOut"]["properties"]
             for attempt in range(6):
                 prompt = f"Attempt {attempt}. Propose products.\n\nEvidence:\n{evidence}"
-                result = await gw.complete(prompt, schema=schema, max_tokens=2000)
+                result = await gw.complete(
+                    prompt,
+                    schema=schema.model,
+                    schema_format=schema.response_format,
+                    max_tokens=2000,
+                )
                 answer = json.loads(result.text)
                 assert len(answer["proposals"]) <= 3
                 for proposal in answer["proposals"]:

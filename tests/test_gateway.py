@@ -261,13 +261,25 @@ async def test_expected_tokens_size_the_request_and_a_cut_answer_is_asked_again(
         sized = await gw.complete(TEXT, max_tokens=2000, expected_tokens=enough)
         charged = sim.stats()["charged_tokens"] - before["charged_tokens"]
         assert charged == sized.usage.prompt_tokens + enough
+        # Decided when the call is admitted: a function, asked then.
+        before = sim.stats()
+        asked: list[int] = []
+        late = await gw.complete(
+            TEXT, max_tokens=2000, expected_tokens=lambda: asked.append(enough) or enough
+        )
+        charged_late = sim.stats()["charged_tokens"] - before["charged_tokens"]
         # Too little: the cut answer is asked again with the whole cap; same answer, same key.
         short = await gw.complete(TEXT, max_tokens=2000, expected_tokens=10)
         stats = gw.stats()
     assert sized.text == whole.text and sized.attempts == 1
+    assert asked and charged_late == late.usage.prompt_tokens + enough
+    assert late.text == whole.text and late.attempts == 1
     assert short.text == whole.text and short.finish_reason == "stop" and short.attempts == 2
     assert short.request_hash == sized.request_hash == whole.request_hash
     assert stats.retries_by_cause == {"output_length": 1}
+    # The answer's own tokens, apart from the cut attempt's that usage also counts.
+    assert short.answer_tokens == whole.usage.completion_tokens
+    assert short.usage.completion_tokens == whole.usage.completion_tokens + 10
 
 
 async def test_context_overflow_is_raised_at_once() -> None:
@@ -505,8 +517,8 @@ def test_stall_deadline_follows_the_answers_seen_per_node() -> None:
 
 
 async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline() -> None:
-    """Once 20 answers of a node are known, a first attempt that hangs is given up after
-    twice their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
+    """Once answers of a node are known, a first attempt that hangs is given up after twice
+    their time (at least 2 s) and sent again, instead of after the 60 s deadline."""
     async with (
         run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
         LLMGateway(_config(sim, timeout_s=60.0)) as gw,
@@ -523,6 +535,31 @@ async def test_a_stalled_first_attempt_is_sent_again_after_the_learned_deadline(
             await asyncio.sleep(0.01)
         sim.profile = calm  # the retry (sent after its backoff) is answered
         result = await call
+        stats = gw.stats()
+    assert result.text
+    assert stats.retries_by_cause == {"stalled": 1}
+    assert sim.stats()["rejects"]["fault_stall"] == 1
+
+
+async def test_a_first_attempt_sent_before_any_answer_is_given_up_once_answers_arrive() -> None:
+    """The first wave of calls goes out before any answer time is known: a stalled one among
+    them has its deadline brought forward once a few answers are in, and is sent again."""
+    async with (
+        run_simulator("unlimited", ttft_s=0.02, stall_s=120.0) as sim,
+        LLMGateway(_config(sim, timeout_s=60.0)) as gw,
+    ):
+        tags = CallTags(node="lens")
+        calm = sim.profile
+        sim.profile = calm.model_copy(update={"fault_stall": 1.0})
+        call = asyncio.create_task(gw.complete(TEXT, max_tokens=20, tags=tags))
+        give_up = time.monotonic() + 50
+        while not sim.stats()["rejects"]["fault_stall"]:  # its first attempt hangs
+            assert time.monotonic() < give_up, "the first attempt never reached the simulator"
+            await asyncio.sleep(0.01)
+        sim.profile = calm
+        for i in range(5):  # answers of the same wave come back
+            await gw.complete(f"Warm {i}. {TEXT}", max_tokens=20, tags=tags)
+        result = await call  # "stalled" below: given up before the 60 s deadline
         stats = gw.stats()
     assert result.text
     assert stats.retries_by_cause == {"stalled": 1}

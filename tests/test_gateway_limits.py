@@ -226,6 +226,23 @@ def test_configured_limit_is_an_upper_bound_and_remaining_sets_the_level() -> No
     assert budget.available(1) == 2
 
 
+async def test_a_size_decided_late_is_asked_each_time_the_budget_is_checked() -> None:
+    """A call sized by a function (``expected_tokens`` decided at admission) takes what the
+    function says when the budget admits it, not what it said when the call queued."""
+    budget = RateBudget(tpm=6000, window_s=1.0, burst_s=0.1)  # 6000 a second, bucket of 600
+    budget.dispatched(await budget.acquire(600))  # empty
+    sizes = iter([500, 50])  # queued at 500; by the time the budget is checked again, 50
+    asked: list[int] = []
+
+    def size() -> int:
+        asked.append(next(sizes, 50))
+        return asked[-1]
+
+    permit = await budget.acquire(size)
+    assert asked[:2] == [500, 50]
+    assert permit.tokens == 50
+
+
 async def test_acquire_waits_for_budget_and_pause_blocks_everyone() -> None:
     budget = RateBudget(rpm=600, window_s=1.0, burst_s=0.01)  # 600 per second, burst of 6
     start = time.monotonic()

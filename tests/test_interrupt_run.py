@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def _env(url: str, time_scale: str) -> dict[str, str]:
         **os.environ,
         "PROPOSALS_DATABASE_URL": url,
         "PROPOSALS_SIMULATOR_TIME_SCALE": time_scale,
+        # On SIGABRT (sent by ``_wait_for`` when a child seems stuck) print every thread's stack.
+        "PYTHONFAULTHANDLER": "1",
     }
 
 
@@ -72,13 +75,23 @@ def _start_generate(tmp_path: Path, url: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(proc: subprocess.Popen[str], needle: str) -> list[str]:
+def _wait_for(proc: subprocess.Popen[str], needle: str, *, patience_s: float = 240.0) -> list[str]:
+    """stderr lines up to the one containing ``needle``. A child that has not printed it after
+    ``patience_s`` (minutes more than it takes on a loaded machine) is aborted, so that the
+    failure shows where it was stuck (faulthandler's stacks) instead of a bare timeout."""
     assert proc.stderr is not None
     lines: list[str] = []
-    for line in proc.stderr:
-        lines.append(line.rstrip("\n"))
-        if needle in line:
-            return lines
+    abort = threading.Timer(
+        patience_s, lambda: proc.poll() is None and proc.send_signal(signal.SIGABRT)
+    )
+    abort.start()
+    try:
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            if needle in line:
+                return lines
+    finally:
+        abort.cancel()
     raise AssertionError(f"never printed {needle!r}; stderr was:\n" + "\n".join(lines))
 
 

@@ -9,6 +9,7 @@ own error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from ._output import Reply, reply_from
 from ._ratelimit import RateBudget
 from ._retry import Failure, RetryPolicy, classify
 from ._shared import SharedLimiter
-from ._stall import StallWatch
+from ._stall import StallWatch, Watched
 
 __all__ = ["AttemptLoop", "Attempts"]
 
@@ -78,70 +79,90 @@ class AttemptLoop:
         prompt_estimate: int,
         response_format: dict[str, Any] | None,
         params: dict[str, Any],
-        max_tokens: int | None,
+        max_tokens: int | Callable[[], int | None] | None,
         timeout_s: float,
         tally: Attempts,
         base: dict[str, Any],
-    ) -> Reply:
-        """One chat completion request, retried per the policy.
-        ``prompt_estimate`` is the caller's count of ``msgs`` (a prompt is tokenized once)."""
-        rate_estimate = prompt_estimate + (max_tokens or 0)
+    ) -> tuple[Reply, int | None]:
+        """One chat completion request, retried per the policy; the reply and the
+        ``max_tokens`` it was sent with. ``prompt_estimate`` is the caller's count of ``msgs``
+        (a prompt is tokenized once). ``max_tokens`` may be a function: it is asked when an
+        attempt is admitted (at the head of the rate budget's queue, and again once a
+        concurrency slot is free), so a call that waited is sized with what is known then."""
         kwargs: dict[str, Any] = dict(params)
         if response_format is not None:
             kwargs["response_format"] = response_format
-
         node = base.get("node")
+        limit = None if callable(max_tokens) else max_tokens
+
+        def size() -> int:
+            nonlocal limit
+            if callable(max_tokens):
+                limit = max_tokens()
+            return prompt_estimate + (limit or 0)
 
         async def request(limit_s: float) -> tuple[Any, Reply]:
             sent_at = time.monotonic()
+            sized = kwargs if limit is None else {**kwargs, "max_completion_tokens": limit}
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=model,
                 messages=msgs,  # type: ignore[arg-type]
                 timeout=limit_s,
-                **kwargs,
+                **sized,
             )
             reply = reply_from(raw)
             self._stalls.observe(node, time.monotonic() - sent_at, reply.completion_tokens or 0)
             return raw.headers, reply
 
-        # A first attempt may be given up early (see StallWatch); retries wait it all.
-        first_s = self._stalls.deadline(node, max_tokens, timeout_s)
-        completion = await self.run(request, rate_estimate, timeout_s, tally, base, first_s)
-        charged = _account_tokens(completion, prompt_estimate, max_tokens, tally)
-        self._rate.correct(rate_estimate, charged)
-        return completion
+        def watch(scope: asyncio.Timeout) -> contextlib.AbstractContextManager[Watched]:
+            # A first attempt may be given up early (see StallWatch); retries wait it all.
+            return self._stalls.watching(node, limit, timeout_s, scope)
+
+        completion = await self.run(
+            request, size if callable(max_tokens) else size(), timeout_s, tally, base, watch
+        )
+        charged = _account_tokens(completion, prompt_estimate, limit, tally)
+        self._rate.correct(prompt_estimate + (limit or 0), charged)
+        return completion, limit
 
     async def run(
         self,
         request: Callable[[float], Awaitable[tuple[Mapping[str, str], T]]],
-        rate_estimate: int,
+        rate_estimate: int | Callable[[], int],
         timeout_s: float,
         tally: Attempts,
         base: dict[str, Any] | None,
-        first_timeout_s: float | None = None,
+        first_attempt: Callable[[asyncio.Timeout], contextlib.AbstractContextManager[Watched]]
+        | None = None,
     ) -> T:
         """One logical request: ``request(limit_s)`` (which sends it within ``limit_s`` and
         returns the response's headers and what the caller reads of it) under the rate budget
-        (``rate_estimate`` tokens) and a concurrency slot, retried per the policy. The first
-        attempt may be given a shorter deadline (``first_timeout_s``: a stalled answer is sent
-        again); retries get ``timeout_s``. Each retry is announced as a :class:`CallRetry` of
-        the call ``base`` describes (``None``: not a call with events). The caller corrects the
-        token estimate (:meth:`correct`) once it knows the charge."""
+        (``rate_estimate`` tokens, or a function asked when the attempt is admitted: see
+        :meth:`send`) and a concurrency slot, retried per the policy. Every attempt gets
+        ``timeout_s``; the first runs inside ``first_attempt(scope)``, which may bring its
+        deadline forward (a stalled answer is sent again: see ``StallWatch``). Each retry is
+        announced as a
+        :class:`CallRetry` of the call ``base`` describes (``None``: not a call with events).
+        The caller corrects the token estimate (:meth:`correct`) once it knows the charge."""
         attempt = 0
         while True:
             attempt += 1
-            ticket = await self._admit(rate_estimate)
+            ticket, estimate = await self._admit(rate_estimate)
             tally.count += 1
             self.http_requests += 1
-            limit_s = timeout_s if attempt > 1 or first_timeout_s is None else first_timeout_s
+            watched: Watched | None = None
             try:
-                async with asyncio.timeout(limit_s):
-                    headers, value = await request(limit_s)
+                async with asyncio.timeout(timeout_s) as scope:
+                    if attempt == 1 and first_attempt is not None:
+                        with first_attempt(scope) as watched:
+                            headers, value = await request(timeout_s)
+                    else:
+                        headers, value = await request(timeout_s)
             except (openai.OpenAIError, TimeoutError) as exc:
                 self._limiter.release(ticket)
                 failure = classify(exc)
                 assert failure is not None
-                if failure.reason == "timeout" and limit_s < timeout_s:
+                if failure.reason == "timeout" and watched is not None and watched.shortened:
                     failure = replace(failure, reason="stalled")
                 wait = self._on_failure(failure, ticket, attempt)
                 if wait is None:
@@ -153,7 +174,7 @@ class AttemptLoop:
                 self._limiter.on_success(ticket)
                 self._limiter.release(ticket)
                 self._rate.observe(headers)
-                available = self._rate.available(rate_estimate)
+                available = self._rate.available(estimate)
                 if available is not None:
                     self._limiter.hint(self._limiter.in_flight + available)
                 return value
@@ -165,8 +186,10 @@ class AttemptLoop:
         """The provider charged ``charged`` tokens for a request taken at ``estimate``."""
         self._rate.correct(estimate, charged)
 
-    async def _admit(self, rate_estimate: int) -> LimiterTicket:
-        """Take rate budget, then a concurrency slot; returns the slot's ticket."""
+    async def _admit(self, rate_estimate: int | Callable[[], int]) -> tuple[LimiterTicket, int]:
+        """Take rate budget, then a concurrency slot; returns the slot's ticket and the
+        attempt's token estimate. A call sized late is sized again once it has its slot (it
+        may have waited for it), the budget corrected by the difference."""
         while True:
             permit = await self._rate.acquire(rate_estimate)
             try:
@@ -174,7 +197,12 @@ class AttemptLoop:
             finally:
                 self._rate.dispatched(permit)
             if not self._rate.stale(permit):
-                return ticket
+                if not callable(rate_estimate):
+                    return ticket, rate_estimate
+                now = rate_estimate()
+                if permit.tokens:
+                    self._rate.correct(permit.tokens, now)
+                return ticket, now
             # Admitted before any limit was known; limits are known now: queue for budget.
             self._limiter.release(ticket)
 

@@ -83,9 +83,10 @@ class GatewayConfig(BaseModel):
     """Deadline of one HTTP attempt."""
     stall_factor: float | None = Field(default=2.0, gt=1)
     """A first attempt is given up (and sent again) after this many times the 99th
-    percentile of its node's answer times so far, scaled to its ``max_tokens``, when that is
-    shorter than ``timeout_s`` (a stalled request then costs seconds, not the whole
-    deadline). ``None``: every attempt waits ``timeout_s``."""
+    percentile of its node's answer times so far (or of their seconds per token, times its
+    ``max_tokens``), when that is shorter than ``timeout_s`` (a stalled request then costs
+    seconds, not the whole deadline; see ``StallWatch``). ``None``: every attempt waits
+    ``timeout_s``."""
     max_retries: int = Field(default=_default("llm_max_retries"), ge=0)
     """Retries after the first attempt, for retryable errors only."""
     deadline_s: float = Field(default=_default("llm_call_deadline_s"), gt=0)

@@ -67,6 +67,9 @@ class LLMResult(Generic[ModelT]):
     """HTTP attempts made, repairs included (0 for a cache hit)."""
     request_hash: str
     call_id: int
+    answer_tokens: int | None = None
+    """Completion tokens of the answer returned alone (``usage`` also counts an answer cut
+    short and asked again, and a repaired one); ``None`` when the provider reported none."""
 
 
 class GatewayStats(BaseModel):
@@ -308,8 +311,9 @@ class LLMGateway:
         *,
         model: str | None = ...,
         schema: type[ModelT],
+        schema_format: Mapping[str, Any] | None = ...,
         max_tokens: int | None = ...,
-        expected_tokens: int | None = ...,
+        expected_tokens: int | Callable[[], int] | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -325,8 +329,9 @@ class LLMGateway:
         *,
         model: str | None = ...,
         schema: None = ...,
+        schema_format: None = ...,
         max_tokens: int | None = ...,
-        expected_tokens: int | None = ...,
+        expected_tokens: int | Callable[[], int] | None = ...,
         temperature: float | None = ...,
         tags: CallTags | None = ...,
         budget: Budget | None = ...,
@@ -341,8 +346,9 @@ class LLMGateway:
         *,
         model: str | None = None,
         schema: type[BaseModel] | None = None,
+        schema_format: Mapping[str, Any] | None = None,
         max_tokens: int | None = None,
-        expected_tokens: int | None = None,
+        expected_tokens: int | Callable[[], int] | None = None,
         temperature: float | None = None,
         tags: CallTags | None = None,
         budget: Budget | None = None,
@@ -354,11 +360,16 @@ class LLMGateway:
 
         ``messages`` are chat messages (``{"role", "content"}``) or one user prompt string.
         ``schema`` asks for strict JSON matching that pydantic model and parses the answer
-        (one repair round trip on invalid output). ``max_tokens`` caps the answer.
+        (one repair round trip on invalid output); ``schema_format`` is the
+        ``response_format`` to send instead of the one built from ``schema``, for callers that
+        state bounds the model does not validate (e.g. an enum of the citation ids shown),
+        without building a model per call. ``max_tokens`` caps the answer.
         ``expected_tokens`` is how long the answer usually is: the request asks for at most
         that much (providers charge their tokens-per-minute quota on ``max_tokens``, not on
         what is produced), and an answer cut off by it is asked again, once, with the whole
-        ``max_tokens``. The cache key is the same either way.
+        ``max_tokens``. The cache key is the same either way. It may be a function, asked when
+        the call is admitted (out of the rate budget's queue, and again once it has a
+        concurrency slot): a call that waited is sized with what its caller knows by then.
         ``tags`` attribute usage and events to a run and node; ``budget`` is checked before
         the call and charged after. ``extra`` adds request parameters (``seed``, ``top_p``…).
 
@@ -376,7 +387,9 @@ class LLMGateway:
             else [dict(m) for m in messages]
         )
         response_format = (
-            self.config.fit_format(json_schema_format(schema)) if schema is not None else None
+            self.config.fit_format(dict(schema_format or json_schema_format(schema)))
+            if schema is not None
+            else None
         )
         params: dict[str, Any] = {}
         if max_tokens is not None:
@@ -439,7 +452,7 @@ class LLMGateway:
         response_format: dict[str, Any] | None,
         params: dict[str, Any],
         max_tokens: int | None,
-        expected_tokens: int | None,
+        expected_tokens: int | Callable[[], int] | None,
         tags: CallTags,
         budget: Budget | None,
         timeout_s: float,
@@ -468,6 +481,7 @@ class LLMGateway:
                         0,
                         key,
                         call_id,
+                        hit.completion_tokens,
                     )
 
         prompt_estimate = estimate_prompt_tokens(msgs)
@@ -478,20 +492,28 @@ class LLMGateway:
         tally = Attempts()
         usage: Usage | None = None
 
-        first = max_tokens
-        if max_tokens is not None and expected_tokens is not None:
-            first = max(1, min(max_tokens, expected_tokens))
+        def first() -> int | None:
+            if max_tokens is None or expected_tokens is None:
+                return max_tokens
+            want = expected_tokens() if callable(expected_tokens) else expected_tokens
+            return max(1, min(max_tokens, want))
 
         async def send(messages: list[dict[str, Any]], estimate: int) -> Reply:
-            limit = first
-            sent = params if limit == max_tokens else {**params, "max_completion_tokens": limit}
-            completion = await self._attempts.send(
-                model, messages, estimate, response_format, sent, limit, timeout_s, tally, base
+            completion, limit = await self._attempts.send(
+                model,
+                messages,
+                estimate,
+                response_format,
+                params,
+                first if callable(expected_tokens) else first(),
+                timeout_s,
+                tally,
+                base,
             )
             if limit != max_tokens and completion.finish_reason == "length":
                 # Cut off by the expected length: this one answer needs the whole cap.
                 self._attempts.retries["output_length"] += 1
-                completion = await self._attempts.send(
+                completion, _ = await self._attempts.send(
                     model,
                     messages,
                     estimate,
@@ -558,4 +580,5 @@ class LLMGateway:
             tally.count,
             key,
             int(base["call_id"]),
+            completion.completion_tokens,
         )

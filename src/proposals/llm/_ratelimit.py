@@ -276,18 +276,23 @@ class RateBudget:
             self._paused_until - now, self._requests.wait_for(1), self._tokens.wait_for(tokens)
         )
 
-    async def acquire(self, tokens: int) -> Permit:
+    async def acquire(self, tokens: int | Callable[[], int]) -> Permit:
         """Take one request and ``tokens`` tokens, waiting for them.
 
+        ``tokens`` may be a function, asked again each time the call is at the head of the
+        queue and checks the budget (a call's size may be decided late: see
+        ``LLMGateway.complete``'s ``expected_tokens``); the permit holds what was taken.
         Hand the returned permit to :meth:`dispatched` when the request is sent.
         """
+        size = tokens if callable(tokens) else lambda: tokens
         if not self.active:
             return Permit(0, 0, 0.0)
         waited = 0.0
         async with self._lock:
             while True:
                 now = self._clock()
-                delay = self._delay(now, tokens)
+                amount = size()
+                delay = self._delay(now, amount)
                 if delay <= 0:
                     break
                 # Sleep until the budget should suffice, or until a response says otherwise.
@@ -297,7 +302,7 @@ class RateBudget:
                         await self._changed.wait()
                 waited += self._clock() - now
             permit = Permit(
-                1 if self._requests.active else 0, tokens if self._tokens.active else 0, waited
+                1 if self._requests.active else 0, amount if self._tokens.active else 0, waited
             )
             self._requests.take(permit.requests)
             self._tokens.take(permit.tokens)

@@ -16,23 +16,23 @@ from pydantic import BaseModel
 from ..errors import ProposalsError, ProviderError
 from ..llm import CallTags
 from ._context import PipelineContext
+from ._schemas import AnswerSchema
 
 __all__ = ["ask", "gather_isolated"]
 
 R = TypeVar("R")
-M = TypeVar("M", bound=BaseModel)
 
 
 async def ask(
     ctx: PipelineContext,
     node: str,
     messages: list[dict[str, str]],
-    schema: type[M],
+    schema: AnswerSchema,
     max_tokens: int,
     *,
     units: int = 1,
     prior: float | None = None,
-) -> M:
+) -> BaseModel:
     """One structured call through the shared gateway, tagged with the run and node.
 
     ``units`` (items, proposals) is what the answer's length grows with; ``prior`` the
@@ -41,17 +41,22 @@ async def ask(
     result = await ctx.gateway.complete(
         messages,
         model=ctx.model_for(node),
-        schema=schema,
+        schema=schema.model,
+        schema_format=schema.response_format,
         max_tokens=max_tokens,
-        expected_tokens=ctx.sizes.expect(sizer_node, units, max_tokens, prior),
+        # Asked when the gateway admits the call: what the run knows then, not now.
+        expected_tokens=lambda: ctx.sizes.expect(sizer_node, units, max_tokens, prior),
         tags=CallTags(run_id=ctx.run_id, node=node),
         budget=ctx.budget,
     )
-    ctx.sizes.observe(sizer_node, units, result.usage.completion_tokens)
+    answer = result.answer_tokens
+    ctx.sizes.observe(
+        sizer_node, units, result.usage.completion_tokens if answer is None else answer
+    )
     parsed = result.parsed
     if parsed is None:
         raise ProviderError(f"{node}: the model returned no parsable answer")
-    return parsed  # type: ignore[return-value]
+    return parsed
 
 
 async def gather_isolated(
