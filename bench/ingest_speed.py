@@ -13,7 +13,8 @@ worker processes (PostgreSQL, a separate server, is counted on neither side). Re
 ``earlier_runs``; other entries are kept).
 
 Run it alone: ``flock /work/notes/bench.lock .venv/bin/python -m bench ingest_speed``
-(``BENCH_SPEED_SETS=examples`` for the sample corpus only).
+(``BENCH_SPEED_SETS=examples`` for the sample corpus only; ``BENCH_SPEED_ROUNDS=N`` rounds of
+it; ``BENCH_SPEED_ALSO=COMMIT`` adds that commit's code as a side ``at-COMMIT``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._sides import extract_src
 from bench.retrieval_quality import BASELINE, ROOT, SETS, baseline_tree, run_side
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_speed.json"
@@ -118,9 +120,12 @@ def main() -> int:
         work = Path(tmp)
         before = baseline_tree(work / "before")
         here = ROOT / "src"
+        examples = [("before", before, None), ("after-1t", here, "1"), ("after", here, None)]
+        also = os.environ.get("BENCH_SPEED_ALSO")  # a commit to compare too (sample corpus)
+        if also:
+            examples.append((f"at-{also}", extract_src(also, work / also), None))
         plan = {
-            "examples": [("before", before, None), ("after-1t", here, "1"), ("after", here, None)]
-            * ROUNDS,
+            "examples": examples * int(os.environ.get("BENCH_SPEED_ROUNDS", ROUNDS)),
             "sec-10q": [("before", before, None), ("after", here, None), ("after-1t", here, "1")],
         }
         for set_name in sets:

@@ -5,6 +5,7 @@ must reorder by ``index``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from proposals.embeddings import (
     Embedder,
     LocalEmbedder,
     OpenAIEmbedder,
+    cores_busy_elsewhere,
     embedder_from_settings,
 )
 from proposals.errors import ConfigError, ProviderError
@@ -232,3 +234,32 @@ async def test_openai_through_a_gateway_sends_batches_at_once_under_its_limit(
                 await client.embed([f"t{i}" for i in range(7)])
         finally:
             emb_server.fail_with = None
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to leave one")
+async def test_cores_busy_elsewhere_lower_the_models_default_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    chosen = LocalEmbedder(threads=cores)
+    default = LocalEmbedder()
+    texts = [f"document number {i} about savings accounts" for i in range(12)]  # not a query
+
+    async def threads_used(embedder: LocalEmbedder, busy: int) -> list[int]:
+        seen: list[int] = []
+        module = embedder._load()[0]  # the transformer inside the sentence-transformers model
+        hook = module.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        try:
+            with cores_busy_elsewhere(lambda: busy):  # read in the embedder's own thread
+                await embedder.embed(texts)
+        finally:
+            hook.remove()
+        return seen
+
+    assert set(await threads_used(default, 0)) == {cores}
+    assert set(await threads_used(default, 1)) == {cores - 1}
+    assert set(await threads_used(default, cores + 3)) == {1}
+    assert set(await threads_used(chosen, 1)) == {cores}  # a chosen count is kept

@@ -6,6 +6,7 @@ default, offline) and ``OpenAIEmbedder`` calls an OpenAI-compatible ``/embedding
 the length of an ``async with``, with the OpenAI embedder's requests in the shared provider
 budget when that is on. ``CachingEmbedder`` wraps any of
 them and embeds each distinct text once (query texts repeat across searches).
+``cores_busy_elsewhere`` tells the local model how many cores the caller's other work uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ._base import Embedder
 from ._cache import CachingEmbedder
-from ._local import LocalEmbedder
+from ._local import LocalEmbedder, cores_busy_elsewhere
 from ._open import embedding_gateway_config, open_embedder
 from ._openai import OpenAIEmbedder
 
@@ -29,6 +30,7 @@ __all__ = [
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "cores_busy_elsewhere",
     "embedder_from_settings",
     "embedding_gateway_config",
     "open_embedder",

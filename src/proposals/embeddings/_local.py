@@ -8,14 +8,15 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, ProviderError
 
-__all__ = ["LocalEmbedder", "Precision"]
+__all__ = ["LocalEmbedder", "Precision", "cores_busy_elsewhere"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,22 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+_BUSY: ContextVar[Callable[[], int] | None] = ContextVar("proposals_cores_busy", default=None)
+
+
+@contextlib.contextmanager
+def cores_busy_elsewhere(busy: Callable[[], int]) -> Iterator[None]:
+    """Inside the block (and the tasks and threads started from it), the local model's default
+    thread count for a batch of documents leaves ``busy()`` cores, read at each batch, to the
+    caller's other work (ingest's parser processes), keeping at least one thread. A thread
+    count set by the user (``threads``, ``OMP_NUM_THREADS``) is kept as set."""
+    token = _BUSY.set(busy)
+    try:
+        yield
+    finally:
+        _BUSY.reset(token)
 
 
 def _env_threads() -> int | None:
@@ -117,6 +134,7 @@ class LocalEmbedder:
         # up to twice as fast when it is idle; spinning threads were 1.5-4x slower under load.
         # Under a scheduler that sets OMP_NUM_THREADS (a Ray actor gets its CPU share), that.
         self._threads = threads or _env_threads() or max(1, os.cpu_count() or 1)
+        self._threads_chosen = bool(threads or _env_threads())
         self._model: Any = None
         self._dim: int | None = _KNOWN_DIMS.get(_short(model))
         self._load_lock = threading.Lock()
@@ -186,6 +204,12 @@ class LocalEmbedder:
             batches.append(current)
         return batches
 
+    def _document_threads(self) -> int:
+        busy = _BUSY.get()
+        if busy is None or self._threads_chosen:
+            return self._threads
+        return max(1, self._threads - busy())
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         import torch
@@ -197,7 +221,7 @@ class LocalEmbedder:
         try:
             with (
                 self._run_lock,
-                _threads(1 if small else self._threads),
+                _threads(1 if small else self._document_threads()),
                 torch.inference_mode(),
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16 and not small),
             ):

@@ -27,7 +27,7 @@ import psycopg
 
 from ..config import DEFAULT_TENANT, Settings
 from ..db import Database
-from ..embeddings import Embedder, embedder_from_settings
+from ..embeddings import Embedder, cores_busy_elsewhere, embedder_from_settings
 from ..errors import ConfigError, EmbeddingModelMismatch, IngestError, ProviderError
 from ..vocabulary import normalize_country, normalize_doc_type
 from ._loaders import SUPPORTED_SUFFIXES
@@ -223,10 +223,13 @@ class _Run:
         self._workers = WorkerParser(files, self._options)
         finished = False
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._produce(files, parsed))
-                tg.create_task(self._embed_stage(parsed, embedded, tg))
-                tg.create_task(self._write_stage(embedded))
+            # While the workers parse, the local model leaves their cores to them: two
+            # workers and two model threads on two cores spent ~20 % more CPU on SEC filings.
+            with cores_busy_elsewhere(self._workers.busy):
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._produce(files, parsed))
+                    tg.create_task(self._embed_stage(parsed, embedded, tg))
+                    tg.create_task(self._write_stage(embedded))
             finished = True
         except BaseExceptionGroup as group:
             # One stage failed (the others were cancelled): raise its error, not a group.

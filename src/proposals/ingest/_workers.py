@@ -131,6 +131,14 @@ class WorkerParser:
         self._fill()
         return result
 
+    def busy(self) -> int:
+        """Workers busy now (files submitted and not finished): cores the run's parsing uses.
+        Called from the embedder's thread: it reads a copy of the futures."""
+        if self._pool is None:
+            return 0
+        futures = list(self._futures.values())
+        return min(self._workers, sum(not f.done() for f in futures))
+
     def _stop(self, *, wait: bool) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
