@@ -18,31 +18,22 @@ def test_before_answers_the_prior_or_the_cap() -> None:
 
 
 def test_few_answers_blend_with_the_prior_then_the_fit_takes_over() -> None:
-    """The first answers back are the shortest (600 tokens for 3 units, 200 a unit): until
-    ``MIN_SEEN`` are known the ask blends the prior's (400 a unit) with the fit, the prior's
-    weight falling answer by answer; then it is the answers' rate plus a spread of at least
-    ``PRIOR_CV`` of it, widened for the doubt about the mean."""
-    sizer = OutputSizer()
+    """A first answer of 600 tokens for 3 units (200 a unit, the prior says 400): until
+    ``MIN_SEEN`` answers count the ask blends the prior's with the fit, the prior's weight
+    falling answer by answer; then it is the fit alone: the answers' rate plus a spread of at
+    least ``PRIOR_CV`` of it, widened for the doubt about the mean."""
+    sizer, bare = OutputSizer(), OutputSizer()  # with and without the caller's prior
     prior_ask = math.ceil(400 * 3 * 1.3) + PAD
-    sizer.observe("lens", 3, 600)
-    fit = sizer.expect("lens", 3, 5000)  # no prior: the fit alone
-    assert 600 < fit < prior_ask
-    blended = sizer.expect("lens", 3, 5000, prior=400)
-    assert fit < blended < prior_ask
-    sizer.observe("lens", 3, 600)
-    assert sizer.expect("lens", 3, 5000, prior=400) < blended  # the prior weighs less
-    sizer.observe("lens", 1, 700)  # 700 an item: above the prior, so the fit asks more
-    assert sizer.expect("lens", 3, 5000, prior=400) > prior_ask
-    for _ in range(OutputSizer.MIN_SEEN - 3):
+    asks = []
+    for _ in range(OutputSizer.MIN_SEEN):
         sizer.observe("lens", 3, 600)
-    seen, units = OutputSizer.MIN_SEEN, 3 * OutputSizer.MIN_SEEN - 2
-    tokens = 600 * (seen - 1) + 700
-    mean = tokens / units
-    own = 600 * 600 / 3 * (seen - 1) + 700 * 700 - 2 * mean * tokens + mean * mean * units
-    cv, weight = OutputSizer.PRIOR_CV, OutputSizer.PRIOR_WEIGHT
-    sd = math.sqrt((own + weight * (cv * mean) ** 2) / (seen - 1 + weight))
-    want = 3 * mean + OutputSizer.Z * sd * math.sqrt(3 + 9 / units)
-    assert sizer.expect("lens", 3, 5000, prior=400) == math.ceil(want) + PAD  # prior gone
+        bare.observe("lens", 3, 600)
+        asks.append(sizer.expect("lens", 3, 5000, prior=400))
+        assert 600 < bare.expect("lens", 3, 5000) < prior_ask
+    assert asks == sorted(asks, reverse=True) and asks[0] < prior_ask  # the prior fades
+    assert asks[-1] == bare.expect("lens", 3, 5000)  # and is gone
+    sizer.observe("lens", 1, 900)  # 900 an item: above the prior, so the fit asks more
+    assert sizer.expect("lens", 3, 5000, prior=400) > prior_ask
     assert sizer.expect("synthesize", 5, 9000) == 9000  # another node: nothing known
 
 

@@ -62,9 +62,10 @@ class OutputSizer:
     takes longer the longer it is), so counting answers as they arrive understates the mean.
     Answers of calls made through :meth:`call` count in the order the calls began: each once
     every call of its node begun before it has answered or ended, so the answers counted are
-    always those of the first calls, whatever their length. And until ``MIN_SEEN`` answers
-    count, the ask is at least a blend of the fit and the caller's ``prior`` (tokens per
-    unit, with ``HEADROOM``), the prior's weight falling from 1 to 0 answer by answer.
+    always those of the first calls, whatever their length. Until ``MIN_SEEN`` answers count
+    (one answer may be a fluke), the ask is at least a blend of the fit and the caller's
+    ``prior`` (tokens per unit, with ``HEADROOM``), the prior's weight falling answer by
+    answer.
     """
 
     HEADROOM = 1.3
@@ -73,7 +74,7 @@ class OutputSizer:
     PRIOR_CV = 0.35
     PRIOR_WEIGHT = 4.0
     SAME_SIZE = 12
-    MIN_SEEN = 8
+    MIN_SEEN = 2
 
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
