@@ -86,6 +86,16 @@ def _summary(per: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _earlier_runs(name: str, scale: float) -> dict[str, list[dict[str, Any]]]:
+    """Runs of ``name`` at ``scale`` already in the JSON (a strategy not run this time keeps
+    its earlier runs)."""
+    if not RESULTS.exists():
+        return {}
+    data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    entry = data.get("realtime", {}).get("profiles", {}).get(name) or {}
+    return entry.get("runs", {}) if entry.get("time_scale") == scale else {}
+
+
 def _write(section: dict[str, Any]) -> None:
     data = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
     realtime = data.setdefault(
@@ -139,6 +149,8 @@ def main(args: list[str]) -> int:
                             json.dumps({"profile": name, "strategy": strategy, **_derived(run)}),
                             flush=True,
                         )
+            earlier = _earlier_runs(name, scale)
+            per = {**{s: runs for s, runs in earlier.items() if s not in per}, **per}
             summary = _summary(per)
             ours = summary.get("proposals", {})
             within = (ours.get("wall_over_bound") or 99) <= 1.15

@@ -150,6 +150,7 @@ async def _prepare(data_dir: Path) -> None:
 
 
 async def _ours(request: Any, settings: Any, database: Any, embedder: Any, url: str) -> dict:
+    from proposals.llm import CallFinished
     from proposals.runs import generate, open_services
 
     longest: dict[str, int] = {}
@@ -157,9 +158,19 @@ async def _ours(request: Any, settings: Any, database: Any, embedder: Any, url: 
     begun: dict[int | None, float] = {}
     timeline: list[tuple[str, float, float, int]] = []
     started = time.monotonic()
+
+    def longest_answer(event: Any) -> None:
+        # The answer's own tokens: an answer cut at its expected size and asked again must
+        # not count as one long answer in the critical path.
+        if isinstance(event, CallFinished):
+            stage = _STAGES.get(event.node or "", "lens")
+            tokens = event.answer_tokens or event.usage.completion_tokens
+            longest[stage] = max(longest.get(stage, 0), tokens)
+
     async with open_services(
         settings, database=database, embedder=embedder, cache=False, simulator_url=url
     ) as services:
+        services.gateway.subscribe(None, longest_answer)
         async with generate(request, settings, services=services) as run:
             async for event in run.events():
                 now = time.monotonic()
@@ -169,7 +180,6 @@ async def _ours(request: Any, settings: Any, database: Any, embedder: Any, url: 
                     begun[event.call_id] = now
                 if event.type == "call" and event.phase == "finished":
                     stage = _STAGES.get(event.node or "", "lens")
-                    longest[stage] = max(longest.get(stage, 0), event.completion_tokens)
                     tokens = event.prompt_tokens + event.completion_tokens
                     timeline.append((stage, begun.pop(event.call_id, now), now, tokens))
             result = await run.result()

@@ -449,6 +449,7 @@ async def test_events_per_run_and_unsubscribe() -> None:
     assert isinstance(finished, CallFinished)
     assert finished.run_id == "run-a" and finished.node == "n1" and not finished.cached
     assert finished.usage.prompt_tokens > 0
+    assert finished.answer_tokens == finished.usage.completion_tokens  # one attempt
     assert finished.model_dump()["type"] == "call_finished"
 
 

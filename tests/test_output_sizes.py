@@ -84,3 +84,27 @@ def test_answers_of_one_size_are_sized_by_their_own_spread_once_there_are_enough
     sizer.observe("lens", 3, 3 * max(0, round(rng.gauss(300, 60))))
     enough = sizer.expect("lens", 3, 10_000)
     assert enough > few + 50  # the wider spread of whole answers is now used
+
+
+def test_answers_count_in_the_order_their_calls_began() -> None:
+    """Three calls in flight together: the two short answers come back first but count only
+    once the first call (a long answer) is back, so the mean is never the short ones' alone;
+    a call that fails releases those behind it."""
+    sizer = OutputSizer()
+    with sizer.call("lens") as first:
+        with sizer.call("lens") as second:
+            second(3, 300)
+        with sizer.call("lens") as third:
+            third(3, 330)
+        assert sizer.expect("lens", 3, 5000) == 5000  # nothing counts yet
+        first(3, 1500)
+    counted = OutputSizer()
+    for tokens in (1500, 300, 330):
+        counted.observe("lens", 3, tokens)
+    assert sizer.expect("lens", 3, 5000) == counted.expect("lens", 3, 5000)
+    with sizer.call("lens"):  # fails: no answer
+        with sizer.call("lens") as behind:
+            behind(3, 900)
+        assert sizer.expect("lens", 3, 5000) == counted.expect("lens", 3, 5000)
+    counted.observe("lens", 3, 900)
+    assert sizer.expect("lens", 3, 5000) == counted.expect("lens", 3, 5000)

@@ -53,6 +53,9 @@ class CallFinished(_CallEventBase):
     attempts: int
     """HTTP attempts made (0 for a cache hit)."""
     duration_s: float
+    answer_tokens: int | None = None
+    """Completion tokens of the answer returned alone (``usage`` also counts an answer cut
+    short and asked again); ``None`` when unknown."""
 
 
 class CallFailed(_CallEventBase):

@@ -40,6 +40,8 @@ class _Answer(Protocol):
     @property
     def finish_reason(self) -> str | None: ...
     @property
+    def answer_tokens(self) -> int | None: ...
+    @property
     def attempts(self) -> int: ...
 
 
@@ -132,6 +134,7 @@ class CallRecorder:
                 cached=result.cached,
                 attempts=result.attempts,
                 duration_s=time.monotonic() - started,
+                answer_tokens=result.answer_tokens,
             )
         )
 

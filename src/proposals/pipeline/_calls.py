@@ -38,21 +38,20 @@ async def ask(
     ``units`` (items, proposals) is what the answer's length grows with; ``prior`` the
     expected tokens per unit before this run has seen an answer of ``node``."""
     sizer_node = node if node in ("analyze", "synthesize") else "lens"
-    result = await ctx.gateway.complete(
-        messages,
-        model=ctx.model_for(node),
-        schema=schema.model,
-        schema_format=schema.response_format,
-        max_tokens=max_tokens,
-        # Asked when the gateway admits the call: what the run knows then, not now.
-        expected_tokens=lambda: ctx.sizes.expect(sizer_node, units, max_tokens, prior),
-        tags=CallTags(run_id=ctx.run_id, node=node),
-        budget=ctx.budget,
-    )
-    answer = result.answer_tokens
-    ctx.sizes.observe(
-        sizer_node, units, result.usage.completion_tokens if answer is None else answer
-    )
+    with ctx.sizes.call(sizer_node) as answered:
+        result = await ctx.gateway.complete(
+            messages,
+            model=ctx.model_for(node),
+            schema=schema.model,
+            schema_format=schema.response_format,
+            max_tokens=max_tokens,
+            # Asked when the gateway admits the call: what the run knows then, not now.
+            expected_tokens=lambda: ctx.sizes.expect(sizer_node, units, max_tokens, prior),
+            tags=CallTags(run_id=ctx.run_id, node=node),
+            budget=ctx.budget,
+        )
+        answer = result.answer_tokens
+        answered(units, result.usage.completion_tokens if answer is None else answer)
     parsed = result.parsed
     if parsed is None:
         raise ProviderError(f"{node}: the model returned no parsable answer")

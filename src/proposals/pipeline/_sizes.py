@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["OutputSizer"]
@@ -52,11 +56,15 @@ class OutputSizer:
     node's answers (of answers of exactly ``n`` units once ``SAME_SIZE`` of them are known),
     ``sd`` the spread of one unit's tokens, shrunk toward ``PRIOR_CV`` times the mean while
     few answers are known, ``seen`` the units those answers had (the ``n² / seen`` term is
-    the doubt about the mean itself). The first answers to come back are the shortest of the
-    calls sent together (an answer takes longer the longer it is), so they understate the
-    mean: until ``MIN_SEEN`` answers are known, the ask is at least a blend of that and the
-    caller's ``prior`` (tokens per unit, with ``HEADROOM``), the prior's weight falling from
-    1 to 0 answer by answer. Before any answer and with no prior: the whole cap.
+    the doubt about the mean itself). Before any answer and with no prior: the whole cap.
+
+    The first answers to come back are the shortest of the calls sent together (an answer
+    takes longer the longer it is), so counting answers as they arrive understates the mean.
+    Answers of calls made through :meth:`call` count in the order the calls began: each once
+    every call of its node begun before it has answered or ended, so the answers counted are
+    always those of the first calls, whatever their length. And until ``MIN_SEEN`` answers
+    count, the ask is at least a blend of the fit and the caller's ``prior`` (tokens per
+    unit, with ``HEADROOM``), the prior's weight falling from 1 to 0 answer by answer.
     """
 
     HEADROOM = 1.3
@@ -70,6 +78,29 @@ class OutputSizer:
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
         self._sized: dict[tuple[str, int], _Seen] = {}
+        self._order = itertools.count()
+        self._open: dict[str, set[int]] = {}
+        self._held: dict[str, list[tuple[int, int, int]]] = {}
+
+    @contextlib.contextmanager
+    def call(self, node: str) -> Iterator[Callable[[int, int], None]]:
+        """Around one call of ``node``: yields ``answered(units, tokens)``, to be called with
+        its answer, which then counts once every call of ``node`` begun before this one has
+        answered or ended (a call that fails just ends)."""
+        number = next(self._order)
+        self._open.setdefault(node, set()).add(number)
+
+        def answered(units: int, tokens: int) -> None:
+            heapq.heappush(self._held.setdefault(node, []), (number, units, tokens))
+
+        try:
+            yield answered
+        finally:
+            self._open[node].discard(number)
+            held, first_open = self._held.get(node, []), min(self._open[node], default=None)
+            while held and (first_open is None or held[0][0] < first_open):
+                _, units, tokens = heapq.heappop(held)
+                self.observe(node, units, tokens)
 
     def expect(self, node: str, units: int, cap: int, prior: float | None = None) -> int:
         n = max(1, units)
@@ -88,7 +119,8 @@ class OutputSizer:
 
     def observe(self, node: str, units: int, tokens: int) -> None:
         """An answer of ``node`` with ``units`` units took ``tokens`` tokens (the answer's
-        own: not counting an attempt cut short before it)."""
+        own: not counting an attempt cut short before it); it counts now (see :meth:`call`
+        for answers of calls in flight together)."""
         n = max(1, units)
         self._seen.setdefault(node, _Seen()).add(n, tokens)
         self._sized.setdefault((node, n), _Seen()).add(n, tokens)
