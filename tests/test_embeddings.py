@@ -245,7 +245,7 @@ async def test_cores_busy_elsewhere_lower_the_models_default_threads(
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = os.cpu_count() or 1
     chosen = LocalEmbedder(threads=cores)
-    default = LocalEmbedder()
+    default = LocalEmbedder()  # built after OMP_NUM_THREADS is cleared: default threads
     texts = [f"document number {i} about savings accounts" for i in range(12)]  # not a query
 
     async def threads_used(embedder: LocalEmbedder, busy: int) -> list[int]:

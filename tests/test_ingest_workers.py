@@ -3,6 +3,7 @@ same per-file failures, and a run that survives its workers being killed."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -156,3 +157,29 @@ async def test_filings_ingested_through_workers_match_in_process_chunks(
             assert stored == [
                 (c.ord, c.text, c.section, c.page, c.token_count) for c in here.chunks()
             ]
+
+
+async def test_cancelled_ingest_ends_its_workers(database: Database, tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    for i in range(6):
+        _big_html(root / f"page{i}.html", f"Page{i}")
+    first = asyncio.Event()
+    task = asyncio.create_task(
+        ingest([root], database=database, embedder=HashEmbedder(), progress=lambda _: first.set())
+    )
+    await asyncio.wait_for(first.wait(), timeout=120)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 30
+    while _workers():
+        assert time.monotonic() < deadline, "parser workers outlived the cancelled ingest"
+        await asyncio.sleep(0.1)
+    async with database.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT d.path, count(c.id) FROM documents d LEFT JOIN chunks c"
+            " ON c.document_id = d.id GROUP BY d.path"
+        )
+        stored = dict(await cur.fetchall())
+    assert len(stored) < 6  # cancelled part-way: what is stored was committed whole
+    assert stored == {path: len(list(parse_file(path).chunks())) for path in stored}

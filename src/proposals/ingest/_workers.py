@@ -147,7 +147,9 @@ class WorkerParser:
             # A worker may be deep in a long file: end it rather than wait for it.
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
-        pool.shutdown(wait=wait, cancel_futures=True)
+        # Joined either way (quick once the workers are ended): an executor left running
+        # after its workers were terminated kept the interpreter from exiting.
+        pool.shutdown(wait=True, cancel_futures=True)
 
     async def close(self, *, finished: bool) -> None:
         """Stop the workers: wait for them after a finished run, end them otherwise."""
