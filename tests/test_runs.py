@@ -222,3 +222,48 @@ async def test_subscribers_only_ever_see_stored_events(manager: RunManager) -> N
             assert await manager.log.last_seq(record.id) >= event.seq
             count += 1
     assert count > 10
+
+
+def test_lost_calls_are_found_by_their_tokens_when_the_log_order_differs() -> None:
+    """Two calls of one node answered at the same moment: the usage log holds A then B, the
+    events finished B then A, and A's event was lost. The lost call is A (its tokens), not the
+    log's latest row."""
+    from datetime import UTC, datetime
+
+    from proposals.llm._cache import LoggedCall
+    from proposals.runs._accounting import lost_calls
+    from proposals.runs._events import CallEvent
+
+    now = datetime.now(UTC)
+
+    def logged(i: int, prompt: int, completion: int) -> LoggedCall:
+        return LoggedCall(i, "lens", "m", prompt, completion, 0.0, False, now)
+
+    def event(
+        seq: int, call_id: int, phase: str, prompt: int = 0, completion: int = 0
+    ) -> CallEvent:
+        return CallEvent(
+            run_id="r",
+            seq=seq,
+            node="lens",
+            model="m",
+            phase=phase,
+            call_id=call_id,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+        )
+
+    log = [logged(1, 100, 10), logged(2, 400, 40), logged(3, 900, 90)]
+    events = [
+        event(1, 1, "started"),
+        event(2, 2, "started"),
+        event(3, 3, "started"),
+        event(4, 1, "finished", 100, 10),
+        event(5, 3, "finished", 900, 90),  # the call logged last finished first
+    ]
+    out = lost_calls(events, log)
+    finished = [f for f in out if f["phase"] == "finished"]
+    assert [(f["prompt_tokens"], f["completion_tokens"]) for f in finished] == [(400, 40)]
+    assert finished[0]["call_id"] == 2  # closes the open call's own started event
+    # Nothing is lost when every logged call has its event.
+    assert lost_calls([*events, event(6, 2, "finished", 400, 40)], log) == []

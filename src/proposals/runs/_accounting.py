@@ -82,12 +82,15 @@ def lost_calls(events: Iterable[RunEvent], logged: Sequence[LoggedCall]) -> list
 
     The usage log row of a call is written with its answer; its ``finished`` event is stored a
     moment later by the run's event writer. A holder killed in between leaves a logged call
-    without an event. Per (node, model, cached), the log's calls beyond the stored ``finished``
-    events are those (the latest ones). Each gets a ``finished`` event closing its ``started``
+    without an event. Per (node, model, cached), as many logged calls as exceed the stored
+    ``finished`` events are lost: those whose tokens match no stored event's, latest first (the
+    log's order and the events' order may differ for calls answered at the same moment), then
+    the latest others. Each gets a ``finished`` event closing its ``started``
     one when that was stored, else a ``started`` + ``finished`` pair under a synthetic negative
     id. Returns the fields of each event, in order.
     """
     stored: Counter[tuple[str | None, str | None, bool]] = Counter()
+    stored_tokens: Counter[tuple[str | None, str | None, bool, int, int]] = Counter()
     open_calls: dict[int, CallEvent] = {}
     for event in events:
         if not isinstance(event, CallEvent):
@@ -97,14 +100,27 @@ def lost_calls(events: Iterable[RunEvent], logged: Sequence[LoggedCall]) -> list
         elif event.phase in ("finished", "failed"):
             open_calls.pop(event.call_id or 0, None)
             if event.phase == "finished":
-                stored[(event.node, event.model, event.cached)] += 1
+                key = (event.node, event.model, event.cached)
+                stored[key] += 1
+                stored_tokens[(*key, event.prompt_tokens or 0, event.completion_tokens or 0)] += 1
     logged_by: dict[tuple[str | None, str | None, bool], list[LoggedCall]] = {}
     for call in logged:
         logged_by.setdefault((call.node, call.model, call.cached), []).append(call)
-    lost = sorted(
-        (call for key, calls in logged_by.items() for call in calls[stored[key] :]),
-        key=lambda c: c.id,
-    )
+    lost: list[LoggedCall] = []
+    for key, calls in logged_by.items():
+        missing = len(calls) - stored[key]
+        if missing <= 0:
+            continue
+        unmatched, matched = [], []
+        for call in reversed(calls):  # latest first
+            tokens = (*key, call.prompt_tokens, call.completion_tokens)
+            if stored_tokens[tokens] > 0:
+                stored_tokens[tokens] -= 1
+                matched.append(call)
+            else:
+                unmatched.append(call)
+        lost += (unmatched + matched)[:missing]
+    lost.sort(key=lambda c: c.id)
     out: list[dict[str, Any]] = []
     for call in lost:
         opened = next(
