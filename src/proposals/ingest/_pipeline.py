@@ -353,10 +353,16 @@ class _Run:
         """Store each file in one transaction, slice by slice; a file that fails part-way
         is rolled back whole (its previous version, if any, stays)."""
         dropped: set[str] = set()  # files that failed: their remaining pieces are skipped
+        me = asyncio.current_task()
         try:
             while (group := await source.get()) is not None:
                 for item in await group:
                     await self._store(item, dropped)
+                    if me is not None and me.cancelling():
+                        # Python 3.11's asyncio.wait_for (inside the connection pool) can
+                        # swallow a cancellation; the other stages are gone by then, so
+                        # waiting for the next group would wait forever.
+                        raise asyncio.CancelledError
         except BaseException:
             if self._writer is not None:
                 await self._writer.abort()

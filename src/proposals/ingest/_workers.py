@@ -11,7 +11,8 @@ The pool starts only for a run with at least two such files of at least ``POOL_M
 each (small files parse in milliseconds, cheaper than starting a process), and stops at the
 end of the run. A file's problem comes back as its :class:`IngestFailure`. If a worker dies
 (killed; or a script without an ``if __name__ == "__main__":`` guard, which spawned workers
-cannot start from), the rest of the run's files are parsed in-process, as without a pool.
+cannot start from), the rest of the run's files are parsed in-process, as without a pool. A
+cancelled run does not wait for its workers: each exits after the file it is reading.
 """
 
 from __future__ import annotations
@@ -143,16 +144,15 @@ class WorkerParser:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if not wait:
-            # A worker may be deep in a long file: end it rather than wait for it.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-        # Joined either way (quick once the workers are ended): an executor left running
-        # after its workers were terminated kept the interpreter from exiting.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Never terminate the workers: on Python 3.11 a pool whose workers were killed can
+        # leave its manager thread spinning forever (seen here once at exit and once in
+        # shutdown). Without waiting, queued files are cancelled and each worker exits
+        # after the file it is reading.
+        pool.shutdown(wait=wait, cancel_futures=True)
 
     async def close(self, *, finished: bool) -> None:
-        """Stop the workers: wait for them after a finished run, end them otherwise."""
+        """Stop the workers: wait for them after a finished run; otherwise let them end
+        after their current file, without waiting."""
         if finished:
             await asyncio.to_thread(self._stop, wait=True)
         else:
