@@ -41,6 +41,11 @@ def _keys(node: Any, key: str) -> list[Any]:
 def test_schemas_bound_citations_lists_and_strings() -> None:
     themes = _schema(themes_schema(4, (3, 7, 11)))
     assert themes["properties"]["themes"]["maxItems"] == 4
+    # The count is asked for in the schema (the simulator, like a model, honours it), but an
+    # answer with fewer themes still parses: the node asks again for what is missing.
+    assert themes["properties"]["themes"]["minItems"] == 4
+    short = {"themes": [{"title": "A", "description": "B", "citations": [3]}]}
+    assert len(themes_schema(4, (3,)).model.model_validate(short).themes) == 1  # type: ignore[attr-defined]
     theme = themes["$defs"]["ThemeOut"]["properties"]
     assert theme["citations"]["items"] == {"type": "integer", "enum": [3, 7, 11]}
     assert theme["citations"]["maxItems"] == 3

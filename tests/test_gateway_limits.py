@@ -4,12 +4,16 @@ cuts, learned ceiling, FIFO admission) and the rate budgets fitted from rate hea
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
+import openai
 import pytest
 
+from proposals.llm._attempts import AttemptLoop
 from proposals.llm._limiter import AdaptiveLimiter, LimiterTicket
 from proposals.llm._ratelimit import RateBudget, parse_duration
+from proposals.llm._retry import Failure, RetryPolicy
 
 # --- limiter --------------------------------------------------------------------------------
 
@@ -253,3 +257,48 @@ async def test_acquire_waits_for_budget_and_pause_blocks_everyone() -> None:
     start = time.monotonic()
     budget.dispatched(await budget.acquire(1))
     assert time.monotonic() - start >= 0.045
+
+
+def _loop(rate: RateBudget) -> AttemptLoop:
+    """An attempt loop whose admission (budget, then slot) is exercised without sending."""
+    client = openai.AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
+    limiter = AdaptiveLimiter(minimum=1, maximum=300, start=2)
+    return AttemptLoop(client, limiter, rate, RetryPolicy(), random.Random(0), print)
+
+
+async def test_calls_the_rate_budget_admits_get_slots_in_slow_start() -> None:
+    """In slow start a call the known budget has room for gets a slot at once: a first wave
+    of long calls is not held to the limit the last answer's hint allowed while the budget
+    its calls were granted goes unused. With no limit known, slow start still bounds it."""
+
+    known = _loop(RateBudget(tpm=600_000, window_s=60.0, burst_s=10.0))  # 100,000 at once
+    calls = [asyncio.ensure_future(known._admit(1_000)) for _ in range(20)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert all(c.done() for c in calls)
+    assert known._limiter.in_flight == 20 and known._limiter.limit >= 20
+
+    unknown = _loop(RateBudget())
+    first = [await unknown._admit(1_000) for _ in range(2)]
+    third = asyncio.ensure_future(unknown._admit(1_000))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not third.done()  # slow start's 2 slots are taken; no budget says more may go
+    unknown._limiter.release(first[0][0])
+    await third
+
+
+async def test_a_429_cuts_calls_in_flight_only_when_no_rate_limit_is_known() -> None:
+    """A 429 pauses every call for its retry-after. When the budget knows the limits, that
+    pause and the budget pace the calls; cutting the concurrency limit as well would starve a
+    tokens-per-minute quota of long calls. Without known limits the cut is the only brake."""
+    refused = Failure(
+        "retry", "rate_limit", "tokens per min", status=429, retry_after=0.5, overload=True
+    )
+    for rate, cut in ((RateBudget(tpm=600_000), False), (RateBudget(), True)):
+        attempts = _loop(rate)
+        ticket, _ = await attempts._admit(1_000)
+        before = attempts._limiter.limit
+        assert attempts._on_failure(refused, ticket, attempt=1) is not None  # retried
+        assert (attempts._limiter.limit < before) is cut
+        assert rate.active  # paused: nobody starts before the retry-after

@@ -193,6 +193,12 @@ class AttemptLoop:
         while True:
             permit = await self._rate.acquire(rate_estimate)
             try:
+                if permit.requests or permit.tokens:
+                    # The provider's budget (known from its headers) has room for this call:
+                    # in slow start the limit makes room too. Growing only as answers arrive
+                    # would hold a first wave of long calls to the size the last answer's
+                    # hint allowed, for a whole round trip, while the budget goes unused.
+                    self._limiter.hint(self._limiter.in_flight + 1)
                 ticket = await self._limiter.acquire()
             finally:
                 self._rate.dispatched(permit)
@@ -212,7 +218,11 @@ class AttemptLoop:
             self._rate.observe(failure.headers)
         if failure.kind != "retry":
             return None
-        if failure.overload:
+        if failure.overload and not (failure.reason == "rate_limit" and self._rate.paced):
+            # A 429 while the budget knows the limits means its estimate and the provider's
+            # count differ a little at the edge of the bucket: the pause below and the budget
+            # pace that. Cutting the calls in flight too would starve a quota of long calls
+            # (tokens per second = calls in flight x tokens per call / latency).
             self._limiter.on_overload(ticket, capacity=failure.capacity)
         if attempt > self._policy.max_retries:
             return None

@@ -6,7 +6,8 @@ The limit starts at ``start`` and stays within ``[minimum, maximum]``.
   limit in use raises it by one, so it doubles about once per round trip; when the provider's
   rate headers say more calls would be accepted right now, the limit jumps there
   (:meth:`AdaptiveLimiter.hint`).
-* **Multiplicative decrease.** A 429, a refused or reset connection or a timeout multiplies
+* **Multiplicative decrease.** A 429 (unless the rate budget knows the limits: then the
+  budget and the 429's pause pace it), a refused or reset connection or a timeout multiplies
   the limit by ``decrease_factor``, at most once per window: a failure of a call that started
   before the last cut (or within ``cooldown_s`` of it) is the same congestion episode and
   does not cut again.

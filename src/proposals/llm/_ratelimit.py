@@ -232,6 +232,11 @@ class RateBudget:
         """Some limit is known (configured or learned), or calls are paused."""
         return self._requests.active or self._tokens.active or self._paused_until > self._clock()
 
+    @property
+    def paced(self) -> bool:
+        """A requests or tokens limit is known (configured or learned): calls are paced."""
+        return self._requests.active or self._tokens.active
+
     def stale(self, permit: Permit) -> bool:
         """The permit was free (no limit known then) but limits are known now."""
         return permit.requests == 0 and permit.tokens == 0 and self.active

@@ -62,8 +62,13 @@ def _citations() -> Any:
     return (list[int], Field(default_factory=list, json_schema_extra=extra))
 
 
-def _bounded_list(item: Any, max_items: int) -> Any:
-    return (list[item], Field(default_factory=list, json_schema_extra={"maxItems": max_items}))
+def _bounded_list(item: Any, max_items: int, min_items: int = 0) -> Any:
+    extra: JsonDict = {"maxItems": max_items}
+    if min_items:
+        # A hint to the model (the count the prompt asks for), not checked when parsing: an
+        # answer with fewer is still used, and the node asks again for what is missing.
+        extra["minItems"] = min_items
+    return (list[item], Field(default_factory=list, json_schema_extra=extra))
 
 
 @lru_cache(maxsize=1)
@@ -135,8 +140,8 @@ def _bounded(model: type[BaseModel], ids: tuple[int, ...] | None) -> AnswerSchem
 
 
 @lru_cache(maxsize=64)
-def _themes_model(max_items: int) -> type[BaseModel]:
-    return create_model("OpportunityThemes", themes=_bounded_list(_theme(), max_items))
+def _themes_model(count: int) -> type[BaseModel]:
+    return create_model("OpportunityThemes", themes=_bounded_list(_theme(), count, count))
 
 
 @lru_cache(maxsize=64)
@@ -153,9 +158,11 @@ def _findings_model(items: int, max_findings: int) -> type[BaseModel]:
     return create_model(f"LensFindings{items}", **fields)
 
 
-def themes_schema(max_items: int, ids: tuple[int, ...] | None = None) -> AnswerSchema:
-    """Node A's answer: at most ``max_items`` themes citing only ``ids`` (sorted)."""
-    return _bounded(_themes_model(max_items), ids)
+def themes_schema(count: int, ids: tuple[int, ...] | None = None) -> AnswerSchema:
+    """Node A's answer: ``count`` themes (asked; fewer still parse) citing only ``ids``
+    (sorted). Asking for the count in the schema, not only in the prompt, spares the extra
+    merge call that a short answer costs on the run's critical path."""
+    return _bounded(_themes_model(count), ids)
 
 
 def proposals_schema(max_items: int, ids: tuple[int, ...] | None = None) -> AnswerSchema:
