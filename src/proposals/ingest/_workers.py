@@ -56,6 +56,7 @@ _REAP_SECONDS = 5.0
 _HEADER = struct.Struct("!Q")
 """A result's frame: its pickle's length, then the pickle."""
 _READ_BYTES = 1 << 20
+_DIED = "a parser process died (exit code %s)"
 
 ParseOptions = tuple[str | None, str | None, float]
 """(country, doc_type, max_mb): the user's overrides and the size limit."""
@@ -210,7 +211,8 @@ class WorkerParser:
                 try:
                     worker = _Worker(context, f"proposals-parse-{n}")
                 except OSError as exc:
-                    self._give_up(f"could not start: {exc}")
+                    log.warning("could not start a parser process (%s); parsing in-process", exc)
+                    self._give_up()
                     break
                 self._workers.append(worker)
                 self._loop.add_reader(worker.fd, self._readable, worker)
@@ -271,7 +273,17 @@ class WorkerParser:
         worker.process.join(_REAP_SECONDS)
         path, worker.path = worker.path, None
         if not worker.stopping:
-            self._give_up(f"exit code {worker.process.exitcode}", path)
+            code = worker.process.exitcode
+            if path is None:
+                log.warning(_DIED + "; files not yet sent to a worker are parsed in-process", code)
+            else:
+                log.warning(
+                    _DIED + " while parsing %s; that file and those not yet sent to a worker are"
+                    " parsed in-process",
+                    code,
+                    path,
+                )
+            self._give_up()
         self._settle(path, None)
 
     def _settle(self, path: Path | None, result: _Result | None) -> None:
@@ -279,15 +291,10 @@ class WorkerParser:
         if future is not None and not future.done():  # not given up by a cancelled parse
             future.set_result(result)
 
-    def _give_up(self, why: str, path: Path | None = None) -> None:
-        """A worker died: the rest of the run is parsed in-process, as without workers;
-        the others finish the file they are parsing, then stop."""
-        if not self.enabled:
-            return
+    def _give_up(self) -> None:
+        """A worker died or could not start: the files not yet sent are parsed in-process,
+        as without workers; the others finish the file they are parsing, then stop."""
         self.enabled = False
-        if path is None and self._next < len(self._queue):
-            path = self._queue[self._next][0]
-        log.warning("a parser process died (%s); parsing in-process from %s on", why, path)
         for worker in self._workers:
             if worker.path is None and not worker.stopping and worker.listening:
                 worker.stop()
