@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -120,6 +122,53 @@ async def test_killed_workers_leave_the_rest_to_the_ingesting_process(
             here = parse_file(path)
             assert stored == [(c.ord, c.text, c.section, c.token_count) for c in here.chunks()]
     assert not _workers()
+
+
+_LEAVER = """
+import asyncio, multiprocessing, os, signal, sys
+from pathlib import Path
+from proposals.ingest._workers import WorkerParser
+
+KEPT = []
+
+async def main():
+    files = [Path(p) for p in sys.argv[1:]]
+    parser = WorkerParser([(f, None) for f in files], (None, None, 50.0))
+    KEPT.append(parser)  # its pipes stay open until the interpreter's exit
+    await parser.parse(files[0])
+    workers = [p for p in multiprocessing.active_children() if p.name.startswith("proposals-parse")]
+    print(" ".join(str(p.pid) for p in workers), flush=True)
+    os.kill(workers[0].pid, signal.SIGKILL)
+    # Leaves without close(): the interpreter's exit must still end the other worker.
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_interpreter_exit_ends_killed_and_unclosed_workers(tmp_path: Path) -> None:
+    files = [_big_html(tmp_path / f"f{i}.html", f"Topic{i}").resolve() for i in range(4)]
+    script = tmp_path / "leave.py"
+    script.write_text(_LEAVER, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang at exit fails here, loudly
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2
+    _, alive = psutil.wait_procs([p for p in map(_process, pids) if p is not None], timeout=30)
+    assert not alive, f"parser workers outlived their process: {alive}"
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
 
 
 async def test_pooled_run_reports_a_damaged_pdf_by_name(database: Database, tmp_path: Path) -> None:
