@@ -194,11 +194,13 @@ class AttemptLoop:
             permit = await self._rate.acquire(rate_estimate)
             try:
                 if permit.requests or permit.tokens:
-                    # The provider's budget (known from its headers) has room for this call:
-                    # in slow start the limit makes room too. Growing only as answers arrive
-                    # would hold a first wave of long calls to the size the last answer's
-                    # hint allowed, for a whole round trip, while the budget goes unused.
-                    self._limiter.hint(self._limiter.in_flight + 1)
+                    # The provider's budget (known from its headers) has room for this call
+                    # and ``spare`` more like it: in slow start the limit makes room too.
+                    # Growing only as answers arrive would hold a first wave of long calls to
+                    # what the last answer's hint allowed (counted in calls of *its* size),
+                    # for a whole round trip, while the budget goes unused.
+                    spare = self._rate.available(permit.tokens or 1) or 0
+                    self._limiter.hint(self._limiter.in_flight + 1 + spare)
                 ticket = await self._limiter.acquire()
             finally:
                 self._rate.dispatched(permit)
