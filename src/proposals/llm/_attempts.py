@@ -174,9 +174,7 @@ class AttemptLoop:
                 self._limiter.on_success(ticket)
                 self._limiter.release(ticket)
                 self._rate.observe(headers)
-                available = self._rate.available(estimate)
-                if available is not None:
-                    self._limiter.hint(self._limiter.in_flight + available)
+                self._follow_budget(estimate)
                 return value
             if base is not None:
                 self._emit(CallRetry(**base, attempt=attempt, reason=failure.reason, wait_s=wait))
@@ -194,13 +192,10 @@ class AttemptLoop:
             permit = await self._rate.acquire(rate_estimate)
             try:
                 if permit.requests or permit.tokens:
-                    # The provider's budget (known from its headers) has room for this call
-                    # and ``spare`` more like it: in slow start the limit makes room too.
                     # Growing only as answers arrive would hold a first wave of long calls to
                     # what the last answer's hint allowed (counted in calls of *its* size),
                     # for a whole round trip, while the budget goes unused.
-                    spare = self._rate.available(permit.tokens or 1) or 0
-                    self._limiter.hint(self._limiter.in_flight + 1 + spare)
+                    self._follow_budget(permit.tokens or 1, granted=1)
                 ticket = await self._limiter.acquire()
             finally:
                 self._rate.dispatched(permit)
@@ -213,6 +208,14 @@ class AttemptLoop:
                 return ticket, now
             # Admitted before any limit was known; limits are known now: queue for budget.
             self._limiter.release(ticket)
+
+    def _follow_budget(self, tokens: int, *, granted: int = 0) -> None:
+        """In slow start, let the limit hold what the known rate budget allows: the calls in
+        flight, ``granted`` more that already hold budget, and as many calls of ``tokens``
+        tokens as it would admit right now (see :meth:`AdaptiveLimiter.hint`)."""
+        available = self._rate.available(tokens)
+        if available is not None:
+            self._limiter.hint(self._limiter.in_flight + granted + available)
 
     def _on_failure(self, failure: Failure, ticket: LimiterTicket, attempt: int) -> float | None:
         """Feed a failed attempt to the limiter and budgets; seconds to wait, or None (final)."""
