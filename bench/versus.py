@@ -66,6 +66,9 @@ PROFILES: dict[str, float] = {
 }
 """Profile -> time scale (wall seconds per simulated second)."""
 STRATEGIES = ("fanout", "grouped50", "max_concurrency", "proposals")
+QUOTA_KNOWN = "proposals-quota"
+"""This project with the profile's token quota configured (``llm_tpm``), as a user who knows
+it would; the real-time runs only (``VERSUS_REALTIME_STRATEGIES``)."""
 RUNS = int(os.environ.get("VERSUS_RUNS", "3"))
 TIMEOUT_S = 10.0
 """Deadline of one HTTP attempt, the same for every strategy (the longest answer takes under
@@ -235,6 +238,11 @@ async def _one(
 
     profile = get_profile(profile_name, time_scale=scale)
     settings = _settings(data_dir, timeout_s)
+    if strategy == QUOTA_KNOWN:
+        # The quota in tokens per wall-clock minute (the simulator's minute is 60 * scale s).
+        settings = settings.model_copy(
+            update={"llm_tpm": round(profile.tpm / scale) if profile.tpm else None}
+        )
     request = _request()
     embedder = embedder_from_settings(settings)
     await embedder.embed(["warm the model up"])
@@ -248,7 +256,7 @@ async def _one(
         load0 = os.getloadavg()[0]
         with _Peak() as memory:
             started = time.monotonic()
-            if strategy == "proposals":
+            if strategy in ("proposals", QUOTA_KNOWN):
                 out = await _ours(request, settings, database, embedder, url)
             else:
                 store = Store(database, embedder)
