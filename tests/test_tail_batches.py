@@ -17,8 +17,8 @@ THEMES = [{"id": f"t{i}", "title": f"Theme {i}", "description": "savings"} for i
 def test_batch_size_falls_with_the_work_left() -> None:
     sizes = [batch_items(3, position, 20) for position in range(20)]
     assert sizes == sorted(sizes, reverse=True)
-    assert sizes[:8] == [3] * 8  # the first 40% of the run: whole batches
-    assert 2 in sizes and sizes[-1] == 1
+    assert sizes[:12] == [3] * 12  # whole batches until 40% of the groups is left
+    assert sizes[12:16] == [2] * 4 and sizes[16:] == [1] * 4
     assert [batch_items(1, p, 20) for p in range(20)] == [1] * 20
 
 

@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     llm_rpm: int | None = None
     """Requests-per-minute budget (also learned from ``x-ratelimit-*`` headers)."""
     llm_tpm: int | None = None
-    """Tokens-per-minute budget (also learned from ``x-ratelimit-*`` headers)."""
+    """Tokens-per-minute budget (also learned from ``x-ratelimit-*`` headers). Known up front,
+    it also shapes planning: a run whose lens calls fit in a minute of it packs its last lens
+    batches smaller (``pipeline._evidence.pack_batches``)."""
     llm_timeout_s: float = Field(default=120.0, gt=0)
     """Deadline of one HTTP call to the provider."""
     llm_max_retries: int = Field(default=6, ge=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 from ..embeddings import CachingEmbedder
@@ -51,7 +52,7 @@ LENS_FOCUS: dict[Lens, str] = {
     "positioning": "existing products, features, fees, prices and competitors",
 }
 SEARCH_CONCURRENCY = 6
-TAIL_SHARE = 0.6
+TAIL_SHARE = Fraction(3, 5)
 """Share of a run's lens work, counted from its end, that :func:`batch_items` packs smaller."""
 
 Job = tuple[Lens, str, Profile, dict[str, Any]]
@@ -81,12 +82,13 @@ def batch_items(most: int, position: int, groups: int) -> int:
     ``groups``, in the order the pipelined run queues lens calls (country by country, lens by
     lens), when the tail is shaped (see :func:`pack_batches`).
 
-    Guided self-scheduling: ``most`` items until the last ``TAIL_SHARE`` of the groups, then
-    in proportion to the share of the work left from this group on, down to one item for
-    the last groups. The last calls a quota admits are then short ones, whose answers come
+    Guided self-scheduling: once less than ``TAIL_SHARE`` of the groups is left (counting
+    this one), items in proportion to the share left, rounded up, never more than ``most``:
+    with ``most`` 3 and five countries, 3 items for the first three countries, 2 for the
+    fourth, 1 for the last. The last calls a quota admits are then short ones, whose answers come
     back sooner (an answer's time grows with its length).
     """
-    left = (groups - position) / groups
+    left = Fraction(groups - position, groups)  # exact: a share of 2/5 gives 2, not 3
     return max(1, min(most, math.ceil(most * left / TAIL_SHARE)))
 
 
