@@ -159,14 +159,14 @@ def pack_batches(
     same jobs and hits always give the same batches.
 
     With a configured tokens-per-minute quota (``llm_tpm``) that covers the run's lens calls
-    even at their caps (a run a minute of quota admits: its length is then set by its chain
-    of answers, not by the quota), the lens calls queued last are packed smaller
+    even at their caps (one minute of the quota admits them all, so the run's length is set
+    by its chain of answers, not by the quota), the lens calls queued last are packed smaller
     (:func:`batch_items`): the quota admits the last of them well after the first, and the
     run waits for their answers before the last syntheses can begin. The extra prompts cost
-    a few percent of the lens tokens and ~35% more lens calls, which is why it is not done
-    where the quota, not the chain, sets the run's length, nor without a known quota (the
-    packing, and so the prompts a response cache holds, must not depend on what the
-    provider happens to have said so far).
+    a few percent of the lens tokens and about half again as many lens calls, which is why
+    it is not done where the quota, not the chain, sets the run's length, nor without a
+    configured quota (the packing, and so the prompts a response cache holds, must not
+    depend on what the provider happens to have said so far).
     """
     req = ctx.request
     per_item_out = ctx.findings_per_item * ctx.finding_tokens
