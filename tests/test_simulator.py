@@ -384,6 +384,26 @@ async def test_faults_are_injected_and_counted() -> None:
     assert stats["completed"] == seen["ok"] and stats["requests"] == 60
 
 
+async def test_a_reset_starts_the_fault_sequence_over() -> None:
+    # Runs compared after a reset (bench/versus.py) must meet the same faults in order.
+    async def statuses(base_url: str) -> list[int]:
+        async with httpx.AsyncClient(timeout=5) as http:
+            return [
+                (await http.post(base_url + "/chat/completions", json=body)).status_code
+                for body in [{"model": "m", "messages": MESSAGES}] * 30
+            ]
+
+    async with run_simulator("unlimited", seed=5, fault_500=0.3) as sim:
+        first = await statuses(sim.base_url)
+        further = await statuses(sim.base_url)
+        async with httpx.AsyncClient() as http:
+            await http.post(sim.base_url.removesuffix("/v1") + "/sim/reset")
+        again = await statuses(sim.base_url)
+    assert 500 in first and 200 in first
+    assert further != first  # without a reset the sequence goes on
+    assert again == first
+
+
 async def test_stall_outlasts_the_client_timeout() -> None:
     async with run_simulator("unlimited", fault_stall=1.0, stall_s=30) as sim:
         client = AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0, timeout=0.5)

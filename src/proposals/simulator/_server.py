@@ -63,7 +63,7 @@ class Simulator:
         self._port = port
         self._stats = SimStats()
         self._limiter = self._new_limiter()
-        self._faults = random.Random(seed * 7919 + 17)
+        self._faults = self._new_faults()
         self._answers = Answerer(profile, seed)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -120,9 +120,14 @@ class Simulator:
         }
 
     def reset(self) -> None:
-        """Zero the counters and refill the rate buckets."""
+        """Zero the counters, refill the rate buckets and start the fault sequence over, so
+        runs after a reset meet the same faults in the same order as the first."""
         self._stats.reset()
         self._limiter = self._new_limiter()
+        self._faults = self._new_faults()
+
+    def _new_faults(self) -> random.Random:
+        return random.Random(self.seed * 7919 + 17)
 
     # -- connections ----------------------------------------------------------------------
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
